@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# rtdp: the x86 KVM TDP MMU in Rust. See README.md.
+#
+#   make run      build what is missing, boot the patched kernel in QEMU, run a
+#                 KVM guest workload on it and print what happened
+#   make check    host tests, builds, and the VM test run; prints a KTAP report
+#                 ending in `N passed, N failed, N skipped`
+#
+# Parts: deps, kernel, module, selftests, host-test, script-test, clean-cache.
+# Build products live in $(RTDP_CACHE) (default ~/.cache/rtdp), never here.
+# kbuild (make -C $KDIR M=$PWD) reads Kbuild, not this file.
+
+SHELL := /bin/bash
+S := scripts
+
+.PHONY: run check deps kernel module selftests host-test script-test clean-cache
+
+run:
+	@bash $(S)/run.sh
+
+check:
+	@bash $(S)/check.sh
+
+deps:
+	@bash $(S)/deps.sh
+
+kernel:
+	@bash $(S)/kernel.sh build
+
+module: kernel
+	@bash $(S)/module.sh
+
+selftests: kernel
+	@bash $(S)/kernel.sh selftests
+
+host-test:
+	@cd rust/core && cargo test
+
+script-test:
+	@bash $(S)/test-scripts.sh
+
+clean-cache:
+	@source $(S)/common.sh && echo "removing $$RTDP_CACHE" && rm -rf "$$RTDP_CACHE"

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit suites of kvm_rtdp; they run when the module is loaded.
+//!
+//! The host crate tests the same code exhaustively; these cases check that the
+//! kernel build of it (target, flags, compiler) agrees on the values mmu.c
+//! depends on.
+
+#[kunit_tests(rtdp_mmio_gen)]
+mod mmio_gen {
+    use crate::mmio_gen::*;
+
+    #[test]
+    fn layout_matches_spte_h() {
+        assert_eq!(SPTE_GEN_LOW_MASK, 0x3f8);
+        assert_eq!(SPTE_GEN_HIGH_MASK, 0x7ff0_0000_0000_0000);
+        assert_eq!(MMIO_GEN_MASK, (1 << 18) - 1);
+    }
+
+    #[test]
+    fn boundaries_round_trip() {
+        // Generation bit 6 is the last low bit, bit 7 the first high bit.
+        assert_eq!(MmioGen::of_memslots(0x40).spte_bits(), 1 << 9);
+        assert_eq!(MmioGen::of_memslots(0x80).spte_bits(), 1 << 52);
+        assert_eq!(MmioGen::of_memslots(1 << 17).spte_bits(), 1 << 62);
+        for gen in [0u64, 1, 0x7f, 0x80, 0x2_aaaa, 0x3_ffff] {
+            let g = MmioGen::of_memslots(gen);
+            assert_eq!(u64::from(MmioGen::of_spte(g.spte_bits()).get()), gen);
+        }
+    }
+
+    #[test]
+    fn update_in_progress_never_validates() {
+        let spte = MmioGen::of_memslots(10).spte_bits() | 1 << 11;
+        assert!(mmio_spte_is_current(10, spte));
+        assert!(!mmio_spte_is_current(10 | GEN_UPDATE_IN_PROGRESS, spte));
+        assert!(!mmio_spte_is_current(12, spte));
+    }
+
+    #[test]
+    fn wrap_needs_zap() {
+        assert!(mmio_gen_wraps(MMIO_GEN_MASK, MMIO_GEN_MASK + 1));
+        assert!(!mmio_gen_wraps(0, 2));
+    }
+}
+
+#[kunit_tests(rtdp_level)]
+mod level {
+    use crate::level::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Level::PG_4K.pages(), 1);
+        assert_eq!(Level::PG_2M.pages(), 512);
+        assert_eq!(Level::PG_1G.pages(), 512 * 512);
+        assert_eq!(Level::new(0), None);
+        assert_eq!(Level::new(6), None);
+    }
+
+    #[test]
+    fn walk_arithmetic() {
+        let gfn = 0x12_3456;
+        assert_eq!(Level::PG_2M.round_gfn(gfn), 0x12_3400);
+        assert_eq!(Level::PG_2M.spte_index(gfn), 0x11a);
+        assert_eq!(Level::PG_4K.spte_index(gfn), 0x56);
+        assert_eq!(Level::PG_2M.next_gfn(gfn), 0x12_3600);
+    }
+}

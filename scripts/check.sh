@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# check.sh: everything `make check` runs, one KTAP report, one closing line.
+#
+#   host     cargo test of rust/core, tests of these scripts, checkpatch
+#   build    kernel (cached), kvm_rtdp.ko, selftests, initramfs
+#   guest    KUnit suites of kvm_rtdp, the selftests of selftests/vm-tests.list,
+#            module unload; an oops, panic or hang fails the run
+#
+# The report is printed on stdout and kept in $RTDP_CACHE/runs/check/.
+# Exit status is non-zero when anything failed or could not run.
+source "$(dirname "$0")/common.sh"
+source "$RTDP_ROOT/scripts/report.sh"
+
+out="$RTDP_CACHE/runs/check"
+rm -rf "$out"
+mkdir -p "$out"
+export RTDP_RESULTS="$out/results"
+: >"$RTDP_RESULTS"
+t0=$SECONDS
+
+finish() {
+	echo "# make check took $((SECONDS - t0)) s" >>"$RTDP_RESULTS"
+	report_ktap | tee "$out/report.ktap"
+	grep -q '^not ok ' "$RTDP_RESULTS" && exit 1
+	exit 0
+}
+fatal() { # fatal NAME DETAIL: record a failure that stops the run
+	record "not ok" "$1" "$2"
+	finish
+}
+
+bash "$RTDP_ROOT/scripts/deps.sh" || fatal deps "dependencies could not be installed"
+
+# --- host
+log "host: cargo test (rust/core)"
+if CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target" cargo test --quiet \
+	--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1; then
+	:
+fi
+n=$(grep -cE '^test .* \.\.\. ' "$out/cargo.log" || true)
+if [ "$n" -eq 0 ]; then
+	record "not ok" "host cargo test" "no test ran; log: $out/cargo.log"
+else
+	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\2 \1/p' "$out/cargo.log" |
+		while read -r st name; do
+			case $st in
+			ok) record ok "host $name" ;;
+			ignored) record skip "host $name" "ignored" ;;
+			*) record "not ok" "host $name" ;;
+			esac
+		done
+fi
+
+log "host: script tests"
+bash "$RTDP_ROOT/scripts/test-scripts.sh" >>"$RTDP_RESULTS" 2>"$out/test-scripts.log" ||
+	grep -q '^not ok' "$RTDP_RESULTS" || record "not ok" "script tests" "see $out/test-scripts.log"
+
+# --- build
+bash "$RTDP_ROOT/scripts/kernel.sh" build || fatal "build kernel" "see the messages above"
+record ok "build kernel"
+eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
+
+log "host: checkpatch --strict on patches/"
+for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
+	if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q \
+		"$RTDP_ROOT/patches/$p" 2>&1); then
+		record ok "checkpatch $p"
+	else
+		record "not ok" "checkpatch $p" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
+	fi
+done
+
+ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko" "see the messages above"
+record ok "build kvm_rtdp.ko"
+bash "$RTDP_ROOT/scripts/kernel.sh" selftests || fatal "build selftests" "see the messages above"
+record ok "build selftests"
+bash "$RTDP_ROOT/scripts/initramfs.sh" "$out/initramfs.cpio.gz" "$ko" ||
+	fatal "build initramfs" "see the messages above"
+
+# --- guest
+bash "$RTDP_ROOT/scripts/vm.sh" check "$out/initramfs.cpio.gz" "$out" || true
+grep -E '^(ok|not ok|skip) |^# ' "$out/report.log" | sed 's/^\(ok\|not ok\|skip\) /&guest /' >>"$RTDP_RESULTS"
+grep -q '^rtdp-exit: ' "$out/report.log" || grep -q '^not ok guest' "$out/report.log" ||
+	record "not ok" "guest" "no report from the guest"
+finish

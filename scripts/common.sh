@@ -1,0 +1,30 @@
+# shellcheck shell=bash
+# Shared settings for the rtdp scripts. Sourced, never executed.
+#
+# Every variable here can be overridden from the environment; README lists them.
+
+set -euo pipefail
+
+RTDP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian package that carries the pristine kernel source, and its pinned version.
+# If the archive no longer serves this exact version, fetch fails and names the
+# versions it does serve; set RTDP_KERNEL_DEB_VERSION to one of them.
+RTDP_KERNEL_DEB=${RTDP_KERNEL_DEB:-linux-source-7.3}
+RTDP_KERNEL_DEB_VERSION=${RTDP_KERNEL_DEB_VERSION:-7.3.4-1~bpo13+1}
+RTDP_KERNEL_SUITE=${RTDP_KERNEL_SUITE:-trixie-backports}
+
+# Rust toolchain for the kernel (Debian's, which ships rust-src); bindgen from crates.io.
+RTDP_RUSTC_DEB_VERSION=${RTDP_RUSTC_DEB_VERSION:-1.85.0+dfsg3-1~deb12u3}
+RTDP_BINDGEN_VERSION=${RTDP_BINDGEN_VERSION:-0.72.1}
+
+# Everything built or fetched lives here, outside the checkout.
+RTDP_CACHE=${RTDP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rtdp}
+
+RTDP_JOBS=${RTDP_JOBS:-$(nproc)}
+
+# The kernel build wants Debian's rustc (rustup's has no rust-src) and LLVM 19.
+RTDP_KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc BINDGEN="$RTDP_CACHE/tools/bin/bindgen")
+
+log() { printf '[rtdp] %s\n' "$*" >&2; }
+die() { printf '[rtdp] error: %s\n' "$*" >&2; exit 1; }

@@ -1,0 +1,122 @@
+#!/bin/sh
+# /init of the rtdp test guest (busybox). Installed by scripts/initramfs.sh.
+#
+# The kernel command line selects the mode:
+#   rtdp.mode=run    load the modules, run the rtdp_smoke workload, report it
+#   rtdp.mode=check  load the modules, run /tests/plan, unload kvm_rtdp
+#
+# Results go to ttyS1 as lines the host reads (scripts/vm.sh):
+#   ok|not ok|skip <name> [# detail]     one per test
+#   # text                               context, printed by the host as is
+#   rtdp-exit: N                         last line; N is the guest's status
+# ttyS0 stays the kernel console. A missing rtdp-exit line means the guest
+# crashed or hung.
+
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+mkdir -p /tmp/log
+
+exec 3>/dev/ttyS1
+say() { echo "$*" >&3; }
+failed=0
+result() { # result ok|not ok|skip name [detail]
+	case "$1" in "not ok") failed=1 ;; esac
+	if [ -n "$3" ]; then say "$1 $2 # $3"; else say "$1 $2"; fi
+}
+finish() {
+	say "rtdp-exit: $failed"
+	sync
+	reboot -f
+	sleep 10
+}
+
+mode=run
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in rtdp.mode=*) mode=${arg#rtdp.mode=} ;; esac
+done
+say "# guest: $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB, mode $mode"
+
+# Load a module; on failure report it and stop, since nothing after can run.
+load() { # load name file
+	if out=$(insmod "$2" 2>&1); then
+		result ok "load $1"
+	else
+		result "not ok" "load $1" "$out"
+		dmesg | tail -n 20 | sed 's/^/# /' >&3
+		finish
+	fi
+}
+
+grep -qw svm /proc/cpuinfo || { result "not ok" "cpu has svm" "run QEMU with -cpu max"; finish; }
+M=/lib/modules
+[ -f $M/irqbypass.ko ] && load irqbypass $M/irqbypass.ko
+load kvm $M/kvm.ko
+load kvm-amd $M/kvm-amd.ko
+dmesg_before=$(dmesg | wc -l)
+load kvm_rtdp $M/kvm_rtdp.ko
+say "# kvm.tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) kvm_amd.npt=$(cat /sys/module/kvm_amd/parameters/npt)"
+dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' >&3
+
+# KUnit ran at insmod: turn its KTAP in the kernel log into one line per case.
+kunit_results() {
+	dmesg | sed 's/^\[[^]]*\] \{0,1\}//' | awk '
+		/^    # Subtest: / { suite = $3; next }
+		/^    (not )?ok [0-9]+ / {
+			line = $0; sub(/^    /, "", line)
+			st = "ok"; if (line ~ /^not ok/) { st = "not ok"; sub(/^not /, "", line) }
+			sub(/^ok [0-9]+ /, "", line)
+			name = line; detail = ""
+			if (index(line, " # ")) {
+				name = substr(line, 1, index(line, " # ") - 1)
+				detail = substr(line, index(line, " # ") + 3)
+			}
+			if (detail ~ /^SKIP/) st = "skip"
+			printf "%s kunit %s.%s%s\n", st, suite, name, (detail != "" ? " # " detail : "")
+			n++
+		}
+		END { if (n == 0) print "not ok kunit # no KUnit results in the kernel log" }'
+}
+
+run_test() { # run_test name timeout cmd...
+	name=$1 t=$2
+	shift 2
+	start=$(cut -d. -f1 /proc/uptime)
+	(cd /tests && timeout -s KILL "$t" "$@") >/tmp/log/"${name##*/}".log 2>&1
+	rc=$?
+	secs=$(($(cut -d. -f1 /proc/uptime) - start))
+	case $rc in
+	0) result ok "$name" "${secs}s" ;;
+	4) result skip "$name" "SKIP $(grep -m1 -i skip /tmp/log/"${name##*/}".log)" ;;
+	137) result "not ok" "$name" "TIMEOUT after ${t}s" ;;
+	*) result "not ok" "$name" "exit $rc after ${secs}s" ;;
+	esac
+	if [ $rc -ne 0 ] || [ "$mode" = run ]; then
+		tail -n 25 /tmp/log/"${name##*/}".log | sed 's/^/# | /' >&3
+	fi
+}
+
+case "$mode" in
+run)
+	run_test rtdp_smoke 120 rtdp/rtdp_smoke -m 64
+	;;
+check)
+	kunit_results >&3
+	while read -r name t cmd; do
+		case "$name" in "" | \#*) continue ;; esac
+		# shellcheck disable=SC2086
+		run_test "$name" "$t" $cmd
+	done </tests/plan
+	if out=$(rmmod kvm_rtdp 2>&1) && [ ! -d /sys/module/kvm_rtdp ]; then
+		result ok "unload kvm_rtdp"
+	else
+		result "not ok" "unload kvm_rtdp" "$out"
+	fi
+	;;
+*) result "not ok" "mode" "unknown rtdp.mode=$mode" ;;
+esac
+finish

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# initramfs.sh OUT.cpio.gz KVM_RTDP_KO
+#
+# Build the test guest's initramfs: static busybox, /init, the kvm modules
+# and kvm_rtdp, the selftest binaries named in selftests/vm-tests.list, and that
+# list as /tests/plan. The archive is reproducible: sorted entries, fixed
+# owners and mtimes, gzip without a timestamp.
+source "$(dirname "$0")/common.sh"
+eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
+out=$1
+ko=$2
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,lib/modules,tests}
+
+# Debian's busybox-static installs a static /bin/busybox.
+[ -x /bin/busybox ] || die "/bin/busybox not found (apt-get install busybox-static)"
+cp /bin/busybox "$root/bin/busybox"
+cp "$RTDP_ROOT/scripts/guest-init.sh" "$root/init"
+chmod 755 "$root/init"
+
+for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
+	[ -f "$RTDP_BUILD/$m" ] || { [ "$m" = virt/lib/irqbypass.ko ] && continue; die "missing $m in $RTDP_BUILD"; }
+	cp "$RTDP_BUILD/$m" "$root/lib/modules/"
+done
+cp "$ko" "$root/lib/modules/kvm_rtdp.ko"
+
+plan="$RTDP_ROOT/selftests/vm-tests.list"
+cp "$plan" "$root/tests/plan"
+awk '!/^[[:space:]]*(#|$)/ { print $3 }' "$plan" | sort -u | while read -r bin; do
+	[ -x "$RTDP_SELFTESTS/$bin" ] || die "selftest $bin not built (in $RTDP_SELFTESTS)"
+	mkdir -p "$root/tests/$(dirname "$bin")"
+	cp "$RTDP_SELFTESTS/$bin" "$root/tests/$bin"
+done
+
+mkdir -p "$(dirname "$out")"
+(cd "$root" && find . -mindepth 1 -exec touch -h -d @0 {} + &&
+	find . -mindepth 1 | LC_ALL=C sort |
+	cpio --quiet -o -H newc --owner=0:0 --reproducible) | gzip -n -9 >"$out.tmp"
+mv "$out.tmp" "$out"
+log "initramfs $(du -h "$out" | cut -f1) at $out"

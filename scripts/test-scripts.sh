@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Tests of the pipeline scripts themselves, on toy trees (no kernel needed).
+# Prints one result line per test (ok/not ok NAME [# detail]) on stdout.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+
+pass() { echo "ok script $1"; }
+fail() { echo "not ok script $1 # $2"; failed=1; }
+
+# A pristine tree, a work copy and patches made with git, as for the kernel.
+mk_patch() { # mk_patch OUT FILE NEWCONTENT: a git diff of FILE against pristine
+	local d="$tmp/mk"
+	rm -rf "$d"
+	cp -a "$tmp/pristine" "$d"
+	(cd "$d" && git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm base &&
+		printf '%b' "$3" >"$2" && git add -A &&
+		git -c user.name=t -c user.email=t@t commit -qm "change $2" &&
+		git format-patch -q -1 --stdout) >"$1"
+}
+setup() {
+	rm -rf "$tmp/pristine" "$tmp/work" "$tmp/patches"
+	mkdir -p "$tmp/pristine/sub" "$tmp/patches"
+	printf 'a\nb\nc\n' >"$tmp/pristine/sub/one.c"
+	printf 'x\ny\n' >"$tmp/pristine/two.c"
+	cp -a "$tmp/pristine" "$tmp/work"
+	touch -d @1000000 "$tmp/work/sub/one.c" "$tmp/work/two.c"
+}
+apply() { bash "$here/apply-series.sh" "$tmp/pristine" "$tmp/work" "$tmp/patches" 2>"$tmp/err"; }
+
+# 1. A series applies; only the file it changes gets a new mtime.
+setup
+mk_patch "$tmp/patches/0001-one.patch" sub/one.c 'a\nB\nc\n'
+echo 0001-one.patch >"$tmp/patches/series"
+if apply && [ "$(cat "$tmp/work/sub/one.c")" = "$(printf 'a\nB\nc')" ] &&
+	[ "$(stat -c %Y "$tmp/work/two.c")" = 1000000 ] &&
+	[ "$(stat -c %Y "$tmp/work/sub/one.c")" != 1000000 ]; then
+	pass "series applies and touches only changed files"
+else
+	fail "series applies and touches only changed files" "$(cat "$tmp/err")"
+fi
+
+# 2. Re-applying an unchanged series changes nothing.
+touch -d @2000000 "$tmp/work/sub/one.c"
+if apply && [ "$(stat -c %Y "$tmp/work/sub/one.c")" = 2000000 ]; then
+	pass "re-applying the same series leaves mtimes alone"
+else
+	fail "re-applying the same series leaves mtimes alone" "one.c was rewritten"
+fi
+
+# 3. A patch dropped from the series is undone from pristine.
+: >"$tmp/patches/series"
+if apply && cmp -s "$tmp/work/sub/one.c" "$tmp/pristine/sub/one.c"; then
+	pass "a dropped patch is reverted to pristine"
+else
+	fail "a dropped patch is reverted to pristine" "one.c still patched"
+fi
+
+# 4. A conflicting patch stops setup, names the patch, shows the reject, and
+#    leaves the work tree as it was.
+setup
+mk_patch "$tmp/patches/0001-one.patch" sub/one.c 'a\nB\nc\n'
+mk_patch "$tmp/patches/0002-conflict.patch" sub/one.c 'a\nZ\nc\n'
+printf '0001-one.patch\n0002-conflict.patch\n' >"$tmp/patches/series"
+before=$(cat "$tmp/work/sub/one.c")
+if apply; then
+	fail "conflicting patch stops setup" "apply-series.sh succeeded"
+elif ! grep -q 'patch 0002-conflict.patch does not apply' "$tmp/err"; then
+	fail "conflicting patch stops setup" "error does not name the patch: $(head -c 300 "$tmp/err")"
+elif ! grep -q -- '--- reject sub/one.c.rej' "$tmp/err" || ! grep -q '^+Z' "$tmp/err"; then
+	fail "conflicting patch stops setup" "reject not shown: $(head -c 300 "$tmp/err")"
+elif [ "$(cat "$tmp/work/sub/one.c")" != "$before" ]; then
+	fail "conflicting patch stops setup" "work tree was modified"
+else
+	pass "conflicting patch stops setup with its name and reject"
+fi
+
+# 5. A series naming a missing file is an error, not a silent skip.
+setup
+echo 0009-missing.patch >"$tmp/patches/series"
+if ! apply && grep -q '0009-missing.patch' "$tmp/err"; then
+	pass "series naming a missing patch fails"
+else
+	fail "series naming a missing patch fails" "$(cat "$tmp/err")"
+fi
+
+# 6. The kernel cache key follows the series and the config fragment.
+repo="$tmp/repo"
+mkdir -p "$repo"
+cp -a "$here/../scripts" "$here/../patches" "$repo/"
+key() { bash "$repo/scripts/kernel.sh" key; }
+k1=$(key)
+k1again=$(key)
+echo "# comment" >>"$repo/patches/series"
+k2=$(key)
+first=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$repo/patches/series" | head -n1)
+if [ -n "$first" ]; then echo " " >>"$repo/patches/$first"; fi
+k3=$(key)
+echo "CONFIG_RTDP_TEST=y" >>"$repo/scripts/kernel.config"
+k4=$(key)
+if [ -n "$k1" ] && [ "$k1" = "$k1again" ] && [ "$k2" != "$k1" ] &&
+	{ [ -z "$first" ] || [ "$k3" != "$k2" ]; } && [ "$k4" != "$k3" ]; then
+	pass "cache key follows patches/ and the config fragment"
+else
+	fail "cache key follows patches/ and the config fragment" "keys: $k1 $k1again $k2 $k3 $k4"
+fi
+
+# 7. A pinned kernel version the archive no longer serves fails with the
+#    versions it does serve and the variable to set.
+if out=$(RTDP_CACHE="$tmp/cache" RTDP_KERNEL_DEB_VERSION=0.0-rtdp-missing \
+	bash "$here/fetch-kernel.sh" 2>&1); then
+	fail "missing pinned kernel version is reported" "fetch succeeded"
+elif echo "$out" | grep -q 'available: .*[0-9]' && echo "$out" | grep -q RTDP_KERNEL_DEB_VERSION; then
+	pass "missing pinned kernel version is reported with the available ones"
+else
+	fail "missing pinned kernel version is reported" "$(echo "$out" | tail -n 2 | tr '\n' ' ')"
+fi
+
+# 8. The report counts what it is given and ends with the closing line.
+(
+	RTDP_RESULTS="$tmp/results"
+	printf 'ok a\nnot ok b # why\nskip c # SKIP no hw\n# note\nok d\n' >"$RTDP_RESULTS"
+	source "$here/report.sh"
+	report_ktap >"$tmp/ktap"
+)
+if [ "$(tail -n1 "$tmp/ktap")" = "2 passed, 1 failed, 1 skipped" ] &&
+	grep -qx '1\.\.4' "$tmp/ktap" && grep -qx 'not ok 2 b # why' "$tmp/ktap" &&
+	grep -qx 'ok 3 c # SKIP no hw' "$tmp/ktap"; then
+	pass "KTAP report and closing count line"
+else
+	fail "KTAP report and closing count line" "$(tr '\n' '|' <"$tmp/ktap")"
+fi
+
+exit $failed

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# vm.sh run|check INITRAMFS OUTDIR
+#
+# Boot the cached kernel in QEMU (TCG, -cpu max: SVM with NPT) with INITRAMFS,
+# stream the guest's report (ttyS1) and write OUTDIR/{console,report}.log.
+# Exit status: the guest's (its rtdp-exit line); 1 as well when the guest
+# crashed, hung past the time limit, or the kernel logged an oops, BUG or
+# WARNING (the console tail is printed then).
+source "$(dirname "$0")/common.sh"
+eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
+mode=$1
+initrd=$2
+outdir=$3
+
+RTDP_VM_MEM=${RTDP_VM_MEM:-4G}
+RTDP_VM_CPUS=${RTDP_VM_CPUS:-2}
+# Whole-VM limit: the per-test timeouts of the plan plus boot and slack.
+limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $2 } END { print t + 180 }' \
+	"$RTDP_ROOT/selftests/vm-tests.list")
+
+mkdir -p "$outdir"
+console="$outdir/console.log"
+report="$outdir/report.log"
+: >"$console"
+: >"$report"
+
+log "booting guest (mode $mode, $RTDP_VM_CPUS vCPUs, $RTDP_VM_MEM, limit ${limit}s)"
+timeout -s KILL "$limit" qemu-system-x86_64 \
+	-accel tcg,thread=multi -cpu max -smp "$RTDP_VM_CPUS" -m "$RTDP_VM_MEM" \
+	-display none -monitor none -no-reboot \
+	-serial "file:$console" -serial "file:$report" \
+	-kernel "$RTDP_BUILD/arch/x86/boot/bzImage" -initrd "$initrd" \
+	-append "console=ttyS0 oops=panic panic=-1 rtdp.mode=$mode" &
+qpid=$!
+tail -n +1 -f --pid=$qpid "$report" 2>/dev/null | grep -v '^rtdp-exit:' >&2 || true
+wait $qpid
+qrc=$?
+
+status=$(sed -n 's/^rtdp-exit: \([0-9]*\).*/\1/p' "$report" | tail -n1)
+problem=
+if [ "$qrc" -eq 137 ]; then
+	problem="guest hung: killed after ${limit}s"
+elif [ -z "$status" ]; then
+	problem="guest stopped without reporting (crash or panic; QEMU exit $qrc)"
+fi
+if grep -qE 'Oops|BUG:|WARNING:|Kernel panic|general protection fault' "$console"; then
+	problem="${problem:+$problem; }kernel reported an oops, BUG or WARNING"
+fi
+if [ -n "$problem" ]; then
+	echo "not ok guest # $problem" >>"$report"
+	log "$problem; console tail:"
+	tail -n 40 "$console" | sed 's/^/    /' >&2
+	exit 1
+fi
+exit "$status"

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rtdp_smoke: fault guest memory in through the TDP MMU, check that data
+ * written on either side is seen on the other, and that the VM's page stats
+ * account for every page faulted in.  Prints which MMU served the VM.
+ *
+ * Usage: rtdp_smoke [-m MiB]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "test_util.h"
+#include "processor.h"
+#include "ucall_common.h"
+
+#define TEST_SLOT	10
+#define TEST_GPA	(1ULL << 32)
+#define TEST_GVA	TEST_GPA
+#define GUEST_MAGIC	0x72746470ULL	/* "rtdp" */
+#define HOST_MAGIC	0x686f7374ULL	/* "host" */
+
+static void guest_code(u64 gva, u64 npages)
+{
+	u64 i;
+
+	for (i = 0; i < npages; i++)
+		*(volatile u64 *)(gva + i * PAGE_SIZE) = GUEST_MAGIC ^ i;
+	GUEST_SYNC(1);
+
+	for (i = 0; i < npages; i++)
+		GUEST_ASSERT_EQ(*(volatile u64 *)(gva + i * PAGE_SIZE), HOST_MAGIC ^ i);
+	GUEST_DONE();
+}
+
+static void expect_ucall(struct kvm_vcpu *vcpu, u64 want)
+{
+	struct ucall uc;
+	u64 cmd;
+
+	vcpu_run(vcpu);
+	cmd = get_ucall(vcpu, &uc);
+	if (cmd == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT(cmd == want, "ucall %lu, want %lu (exit reason %s)", cmd, want,
+		    exit_reason_str(vcpu->run->exit_reason));
+}
+
+/* Which MMU serves new VMs, as far as this kernel can say. */
+static void print_mmu(void)
+{
+	char buf[64] = "";
+	FILE *f;
+
+	f = fopen("/sys/module/kvm/parameters/tdp_mmu", "r");
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+	printf("mmu: kvm.tdp_mmu=%s, ", buf[0] ? buf : "?");
+
+	f = fopen("/sys/module/kvm/parameters/tdp_mmu_provider", "r");
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+		buf[strcspn(buf, "\n")] = 0;
+		printf("provider for new VMs: %s\n", buf);
+	} else {
+		printf("served by the C TDP MMU (kvm.ko has no provider interface)\n");
+	}
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char *argv[])
+{
+	u64 mib = 64, npages, i, mapped, p4k, p2m, p1g;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	double t0, t1;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "m:")) != -1) {
+		switch (opt) {
+		case 'm':
+			mib = strtoull(optarg, NULL, 0);
+			break;
+		default:
+			printf("usage: %s [-m MiB]\n", argv[0]);
+			exit(KSFT_FAIL);
+		}
+	}
+	TEST_REQUIRE(kvm_is_tdp_enabled());
+	npages = mib << 20 >> PAGE_SHIFT;
+
+	print_mmu();
+	/* Room in the default slot for the guest page tables of the test range. */
+	vm = __vm_create_with_one_vcpu(&vcpu, npages / 256 + 64, guest_code);
+	/* 4K backing (MADV_NOHUGEPAGE), so each guest page is one 4K SPTE. */
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
+				    npages, 0);
+	virt_map(vm, TEST_GVA, TEST_GPA, npages);
+	vcpu_args_set(vcpu, 2, TEST_GVA, npages);
+
+	p4k = vm_get_stat(vm, pages_4k);
+	t0 = now();
+	expect_ucall(vcpu, UCALL_SYNC);
+	t1 = now();
+
+	mapped = vm_get_stat(vm, pages_4k) - p4k;
+	p2m = vm_get_stat(vm, pages_2m);
+	p1g = vm_get_stat(vm, pages_1g);
+	printf("guest faulted in %lu pages (%lu MiB) in %.2f s: %.0f pages/s\n",
+	       npages, mib, t1 - t0, npages / (t1 - t0));
+	printf("vm stats: pages_4k +%lu, pages_2m %lu, pages_1g %lu\n",
+	       mapped, p2m, p1g);
+	TEST_ASSERT(mapped >= npages,
+		    "pages_4k grew by %lu, but the guest touched %lu 4K-backed pages",
+		    mapped, npages);
+
+	for (i = 0; i < npages; i++) {
+		u64 *hva = addr_gpa2hva(vm, TEST_GPA + i * PAGE_SIZE);
+
+		TEST_ASSERT(*hva == (GUEST_MAGIC ^ i), "page %lu: host read %#lx", i, *hva);
+		*hva = HOST_MAGIC ^ i;
+	}
+	expect_ucall(vcpu, UCALL_DONE);
+	printf("data: %lu pages written by the guest read back by the host, and the reverse\n",
+	       npages);
+
+	kvm_vm_free(vm);
+	printf("rtdp_smoke: PASS\n");
+	return 0;
+}
