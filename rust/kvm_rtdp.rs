@@ -12,9 +12,9 @@
 use kernel::prelude::*;
 
 #[path = "core/src/level.rs"]
-pub(crate) mod level;
+pub mod level;
 #[path = "core/src/mmio_gen.rs"]
-pub(crate) mod mmio_gen;
+pub mod mmio_gen;
 
 mod tests;
 

@@ -6,6 +6,8 @@
 //! kernel build of it (target, flags, compiler) agrees on the values mmu.c
 //! depends on.
 
+use kernel::prelude::*;
+
 #[kunit_tests(rtdp_mmio_gen)]
 mod mmio_gen {
     use crate::mmio_gen::*;

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/busybox sh
 # /init of the rtdp test guest (busybox). Installed by scripts/initramfs.sh.
 #
 # The kernel command line selects the mode:
