@@ -62,9 +62,10 @@ load kvm_rtdp $M/kvm_rtdp.ko
 say "# kvm.tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) kvm_amd.npt=$(cat /sys/module/kvm_amd/parameters/npt)"
 dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' >&3
 
-# KUnit ran at insmod: turn its KTAP in the kernel log into one line per case.
+# KUnit ran at insmod: turn the KTAP it logged then (not the kernel's own
+# boot-time suites) into one line per case.
 kunit_results() {
-	dmesg | sed 's/^\[[^]]*\] \{0,1\}//' | awk '
+	dmesg | tail -n +$((dmesg_before + 1)) | sed 's/^\[[^]]*\] \{0,1\}//' | awk '
 		/^    # Subtest: / { suite = $3; next }
 		/^    (not )?ok [0-9]+ / {
 			line = $0; sub(/^    /, "", line)
@@ -86,7 +87,9 @@ run_test() { # run_test name timeout cmd...
 	name=$1 t=$2
 	shift 2
 	start=$(cut -d. -f1 /proc/uptime)
-	(cd /tests && timeout -s KILL "$t" "$@") >/tmp/log/"${name##*/}".log 2>&1
+	bin=$1
+	shift
+	(cd /tests && timeout -s KILL "$t" "./$bin" "$@") >/tmp/log/"${name##*/}".log 2>&1
 	rc=$?
 	secs=$(($(cut -d. -f1 /proc/uptime) - start))
 	case $rc in
