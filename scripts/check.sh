@@ -51,6 +51,14 @@ else
 		done
 fi
 
+log "host: rustfmt --check (the kernel's .rustfmt.toml, Debian's rustfmt)"
+if fmt_out=$(find "$RTDP_ROOT/rust" -name '*.rs' -not -path '*/target/*' -print0 |
+	xargs -0 /usr/bin/rustfmt --config-path "$RTDP_ROOT/rust/.rustfmt.toml" --check -l 2>&1); then
+	record ok "host rustfmt"
+else
+	record "not ok" "host rustfmt" "not formatted: $(echo "$fmt_out" | sort -u | tr '\n' ' ')"
+fi
+
 log "host: script tests"
 bash "$RTDP_ROOT/scripts/test-scripts.sh" >>"$RTDP_RESULTS" 2>"$out/test-scripts.log" ||
 	grep -q '^not ok' "$RTDP_RESULTS" || record "not ok" "script tests" "see $out/test-scripts.log"

@@ -71,7 +71,8 @@ impl MmioGen {
     /// The generation recorded in `spte`; bits outside the generation fields
     /// are ignored.
     pub const fn of_spte(spte: u64) -> Self {
-        let gen = ((spte & SPTE_GEN_LOW_MASK) >> LOW_SHIFT) | ((spte & SPTE_GEN_HIGH_MASK) >> HIGH_SHIFT);
+        let gen =
+            ((spte & SPTE_GEN_LOW_MASK) >> LOW_SHIFT) | ((spte & SPTE_GEN_HIGH_MASK) >> HIGH_SHIFT);
         Self(gen as u32)
     }
 }
