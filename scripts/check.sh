@@ -68,14 +68,21 @@ bash "$RTDP_ROOT/scripts/kernel.sh" build || fatal "build kernel" "see the messa
 record ok "build kernel"
 eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
 
-log "host: checkpatch --strict on patches/"
-for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
-	if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q \
-		"$RTDP_ROOT/patches/$p" 2>&1); then
-		record ok "checkpatch $p"
+log "host: checkpatch --strict on patches/ and selftests/"
+checkpatch() { # checkpatch NAME ARGS...
+	local name=$1 cp_out
+	shift
+	if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q "$@" 2>&1); then
+		record ok "checkpatch $name"
 	else
-		record "not ok" "checkpatch $p" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
+		record "not ok" "checkpatch $name" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
 	fi
+}
+for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
+	checkpatch "$p" "$RTDP_ROOT/patches/$p"
+done
+for f in "$RTDP_ROOT"/selftests/*.c; do
+	checkpatch "selftests/$(basename "$f")" -f "$f"
 done
 
 ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko" "see the messages above"

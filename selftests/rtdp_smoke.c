@@ -18,7 +18,7 @@
 #include "ucall_common.h"
 
 #define TEST_SLOT	10
-#define TEST_GPA	(1ULL << 32)
+#define TEST_GPA	BIT_ULL(32)
 #define TEST_GVA	TEST_GPA
 #define GUEST_MAGIC	0x72746470ULL	/* "rtdp" */
 #define HOST_MAGIC	0x686f7374ULL	/* "host" */
@@ -28,11 +28,11 @@ static void guest_code(u64 gva, u64 npages)
 	u64 i;
 
 	for (i = 0; i < npages; i++)
-		*(volatile u64 *)(gva + i * PAGE_SIZE) = GUEST_MAGIC ^ i;
+		WRITE_ONCE(*(u64 *)(gva + i * PAGE_SIZE), GUEST_MAGIC ^ i);
 	GUEST_SYNC(1);
 
 	for (i = 0; i < npages; i++)
-		GUEST_ASSERT_EQ(*(volatile u64 *)(gva + i * PAGE_SIZE), HOST_MAGIC ^ i);
+		GUEST_ASSERT_EQ(READ_ONCE(*(u64 *)(gva + i * PAGE_SIZE)), HOST_MAGIC ^ i);
 	GUEST_DONE();
 }
 
@@ -49,31 +49,33 @@ static void expect_ucall(struct kvm_vcpu *vcpu, u64 want)
 		    exit_reason_str(vcpu->run->exit_reason));
 }
 
+/* First line of @path without its newline, or false if it cannot be read. */
+static bool read_line(const char *path, char *buf, int len)
+{
+	FILE *f = fopen(path, "r");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = !!fgets(buf, len, f);
+	fclose(f);
+	if (ok)
+		buf[strcspn(buf, "\n")] = 0;
+	return ok;
+}
+
 /* Which MMU serves new VMs, as far as this kernel can say. */
 static void print_mmu(void)
 {
-	char buf[64] = "";
-	FILE *f;
+	char buf[64];
 
-	f = fopen("/sys/module/kvm/parameters/tdp_mmu", "r");
-	if (f) {
-		if (!fgets(buf, sizeof(buf), f))
-			buf[0] = 0;
-		fclose(f);
-	}
-	buf[strcspn(buf, "\n")] = 0;
-	printf("mmu: kvm.tdp_mmu=%s, ", buf[0] ? buf : "?");
-
-	f = fopen("/sys/module/kvm/parameters/tdp_mmu_provider", "r");
-	if (f) {
-		if (!fgets(buf, sizeof(buf), f))
-			buf[0] = 0;
-		fclose(f);
-		buf[strcspn(buf, "\n")] = 0;
+	if (!read_line("/sys/module/kvm/parameters/tdp_mmu", buf, sizeof(buf)))
+		snprintf(buf, sizeof(buf), "?");
+	printf("mmu: kvm.tdp_mmu=%s, ", buf);
+	if (read_line("/sys/module/kvm/parameters/tdp_mmu_provider", buf, sizeof(buf)))
 		printf("provider for new VMs: %s\n", buf);
-	} else {
+	else
 		printf("served by the C TDP MMU (kvm.ko has no provider interface)\n");
-	}
 }
 
 static double now(void)
