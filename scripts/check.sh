@@ -91,6 +91,14 @@ bash "$RTDP_ROOT/scripts/kernel.sh" selftests || fatal "build selftests" "see th
 record ok "build selftests"
 bash "$RTDP_ROOT/scripts/initramfs.sh" "$out/initramfs.cpio.gz" "$ko" ||
 	fatal "build initramfs" "see the messages above"
+# The same inputs must give the same archive, byte for byte.
+bash "$RTDP_ROOT/scripts/initramfs.sh" "$out/initramfs-again.cpio.gz" "$ko" 2>/dev/null
+if cmp -s "$out/initramfs.cpio.gz" "$out/initramfs-again.cpio.gz"; then
+	record ok "build initramfs (reproducible)"
+else
+	record "not ok" "build initramfs (reproducible)" "two builds from the same inputs differ"
+fi
+rm -f "$out/initramfs-again.cpio.gz"
 
 # --- guest
 bash "$RTDP_ROOT/scripts/vm.sh" check "$out/initramfs.cpio.gz" "$out" || true
