@@ -65,22 +65,7 @@ dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtd
 # KUnit ran at insmod: turn the KTAP it logged then (not the kernel's own
 # boot-time suites) into one line per case.
 kunit_results() {
-	dmesg | tail -n +$((dmesg_before + 1)) | sed 's/^\[[^]]*\] \{0,1\}//' | awk '
-		/^    # Subtest: / { suite = $3; next }
-		/^    (not )?ok [0-9]+ / {
-			line = $0; sub(/^    /, "", line)
-			st = "ok"; if (line ~ /^not ok/) { st = "not ok"; sub(/^not /, "", line) }
-			sub(/^ok [0-9]+ /, "", line)
-			name = line; detail = ""
-			if (index(line, " # ")) {
-				name = substr(line, 1, index(line, " # ") - 1)
-				detail = substr(line, index(line, " # ") + 3)
-			}
-			if (detail ~ /^SKIP/) st = "skip"
-			printf "%s kunit %s.%s%s\n", st, suite, name, (detail != "" ? " # " detail : "")
-			n++
-		}
-		END { if (n == 0) print "not ok kunit # no KUnit results in the kernel log" }'
+	dmesg | tail -n +$((dmesg_before + 1)) | awk -f /lib/kunit-results.awk
 }
 
 run_test() { # run_test name timeout cmd...

@@ -94,7 +94,7 @@ do_build() {
 		echo "$cfgkey" >"$build/.rtdp-config-key"
 	fi
 
-	log "building bzImage and modules (-j$RTDP_JOBS; ~7 min from scratch on 2 cores)"
+	log "building bzImage and modules (-j$RTDP_JOBS; ~13 min from scratch on 2 cores)"
 	local t0=$SECONDS
 	"${kmake[@]}" -s -j"$RTDP_JOBS" bzImage modules || die "kernel build failed"
 	"${kmake[@]}" -s headers >/dev/null || die "make headers failed"

@@ -133,4 +133,56 @@ else
 	fail "KTAP report and closing count line" "$(tr '\n' '|' <"$tmp/ktap")"
 fi
 
+# 9. KUnit KTAP from a kernel log becomes one result per case, under the
+#    guest's awk (busybox); a log without KUnit output is a failure.
+cat >"$tmp/dmesg" <<'LOG'
+[    2.000001] kvm_rtdp: loaded
+[    2.000002]     KTAP version 1
+[    2.000003]     # Subtest: rtdp_a
+[    2.000004]     1..3
+[    2.000005]     ok 1 first
+[    2.000006]     not ok 2 second
+[    2.000007]     ok 3 third # SKIP no hardware
+[    2.000008] # rtdp_a: pass:1 fail:1 skip:1 total:3
+[    2.000009] not ok 1 rtdp_a
+    KTAP version 1
+    # Subtest: rtdp_b
+    ok 1 only
+ok 2 rtdp_b
+LOG
+awk_cmd=(busybox awk)
+busybox awk 'BEGIN{}' </dev/null 2>/dev/null || awk_cmd=(awk)
+got=$("${awk_cmd[@]}" -f "$here/kunit-results.awk" "$tmp/dmesg")
+want=$(printf '%s\n' "ok kunit rtdp_a.first" "not ok kunit rtdp_a.second" \
+	"skip kunit rtdp_a.third # SKIP no hardware" "ok kunit rtdp_b.only")
+none=$(echo "[ 1.0] nothing here" | "${awk_cmd[@]}" -f "$here/kunit-results.awk")
+if [ "$got" = "$want" ] && [ "$none" = "not ok kunit # no KUnit results in the kernel log" ]; then
+	pass "KUnit log parsing"
+else
+	fail "KUnit log parsing" "got: $(echo "$got" | tr '\n' '|') none: $none"
+fi
+
+# 10. How a guest run ended: its status, a crash, a hang, a kernel WARNING.
+verdict() { # verdict CONSOLE-TEXT REPORT-TEXT QEMU-STATUS -> exit status
+	printf '%b' "$1" >"$tmp/console"
+	printf '%b' "$2" >"$tmp/report"
+	bash "$here/vm-verdict.sh" "$tmp/console" "$tmp/report" "$3" 60 2>/dev/null
+}
+v_ok=0 v_fail=0 v_crash=0 v_hang=0 v_warn=0
+verdict 'booted\n' 'ok x\nrtdp-exit: 0\n' 0 || v_ok=$?
+verdict 'booted\n' 'not ok x\nrtdp-exit: 1\n' 0 || v_fail=$?
+verdict 'Kernel panic - not syncing\n' 'ok x\n' 0 || v_crash=$?
+crash_line=$(tail -n1 "$tmp/report")
+verdict 'booted\n' 'ok x\n' 137 || v_hang=$?
+hang_line=$(tail -n1 "$tmp/report")
+verdict 'WARNING: CPU: 1 PID: 7 at arch/x86/kvm/mmu/tdp_mmu.c:1\n' 'ok x\nrtdp-exit: 0\n' 0 || v_warn=$?
+if [ $v_ok = 0 ] && [ $v_fail = 1 ] && [ $v_crash = 1 ] && [ $v_hang = 1 ] && [ $v_warn = 1 ] &&
+	[[ $crash_line == "not ok guest # guest stopped without reporting"* ]] &&
+	[[ $hang_line == "not ok guest # guest hung"* ]]; then
+	pass "guest verdict: status, crash, hang, kernel WARNING"
+else
+	fail "guest verdict: status, crash, hang, kernel WARNING" \
+		"ok=$v_ok fail=$v_fail crash=$v_crash hang=$v_hang warn=$v_warn; $crash_line; $hang_line"
+fi
+
 exit $failed

@@ -33,23 +33,7 @@ timeout -s KILL "$limit" qemu-system-x86_64 \
 	-append "console=ttyS0 oops=panic panic=-1 rtdp.mode=$mode" &
 qpid=$!
 tail -n +1 -f --pid=$qpid "$report" 2>/dev/null | grep -v '^rtdp-exit:' >&2 || true
-wait $qpid
-qrc=$?
+qrc=0
+wait $qpid || qrc=$?
 
-status=$(sed -n 's/^rtdp-exit: \([0-9]*\).*/\1/p' "$report" | tail -n1)
-problem=
-if [ "$qrc" -eq 137 ]; then
-	problem="guest hung: killed after ${limit}s"
-elif [ -z "$status" ]; then
-	problem="guest stopped without reporting (crash or panic; QEMU exit $qrc)"
-fi
-if grep -qE 'Oops|BUG:|WARNING:|Kernel panic|general protection fault' "$console"; then
-	problem="${problem:+$problem; }kernel reported an oops, BUG or WARNING"
-fi
-if [ -n "$problem" ]; then
-	echo "not ok guest # $problem" >>"$report"
-	log "$problem; console tail:"
-	tail -n 40 "$console" | sed 's/^/    /' >&2
-	exit 1
-fi
-exit "$status"
+bash "$RTDP_ROOT/scripts/vm-verdict.sh" "$console" "$report" "$qrc" "$limit"
