@@ -42,8 +42,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends ${missing[*]} >/dev/null ||
-		die "apt-get failed; the command was: $cmd"
+	if ! apt-get install -y -qq --no-install-recommends ${missing[*]} >/dev/null; then
+		# An install interrupted half-way leaves packages unpacked but not
+		# configured; finish that once and try again before giving up.
+		log "apt-get install failed; running dpkg --configure -a and retrying once"
+		dpkg --configure -a >/dev/null 2>&1 || true
+		# shellcheck disable=SC2086
+		apt-get install -y -qq --no-install-recommends ${missing[*]} >/dev/null ||
+			die "apt-get failed; the command was: $cmd"
+	fi
 fi
 
 bindgen="$RTDP_CACHE/tools/bin/bindgen"
