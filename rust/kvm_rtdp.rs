@@ -2,9 +2,10 @@
 
 //! kvm_rtdp: the x86 KVM TDP MMU, in Rust.
 //!
-//! The module will serve the TDP MMU of VMs that a patched kvm.ko binds to it
-//! (see `Documentation/`). Until kvm.ko has the provider interface, it carries
-//! the MMU's pure logic and its KUnit suites, which run at load.
+//! At load the module registers with kvm.ko as its TDP MMU provider; VMs
+//! created while `bind_new_vms` is set are bound to it for their lifetime
+//! (see `Documentation/provider.md`). Entries it does not serve yet run
+//! kvm.ko's built-in code on the same page tables.
 //!
 //! The pure logic lives in `rust/core/src/`, one file per concept, and is
 //! compiled both here and into the host crate `rtdp-core` for `cargo test`.
@@ -16,6 +17,7 @@ pub mod level;
 #[path = "core/src/mmio_gen.rs"]
 pub mod mmio_gen;
 
+mod kvm;
 mod tests;
 
 module! {
@@ -24,20 +26,35 @@ module! {
     authors: ["rtdp developers"],
     description: "x86 KVM TDP MMU in Rust",
     license: "GPL",
+    params: {
+        bind_new_vms: bool {
+            default: true,
+            description: "Bind VMs created from now on to kvm_rtdp (load-time only)",
+        },
+    },
 }
 
-/// Entries of `arch/x86/kvm/mmu/tdp_mmu.h` that a TDP MMU provider can serve.
-const TDP_MMU_ENTRIES: usize = 21;
+/// Whether a VM being created is bound to kvm_rtdp.
+fn bind_new_vms() -> bool {
+    module_parameters::bind_new_vms.value()
+}
 
-struct KvmRtdp;
+struct KvmRtdp {
+    _provider: kvm::ProviderRegistration,
+}
 
 impl kernel::Module for KvmRtdp {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let provider = kvm::ProviderRegistration::new(module, c"kvm_rtdp")?;
         pr_info!(
-            "loaded; serving 0/{} TDP MMU entries: kvm.ko has no provider interface yet, VMs use the C TDP MMU\n",
-            TDP_MMU_ENTRIES
+            "registered; serving {}/{} TDP MMU entries, kvm.ko's built-in code runs the rest; new VMs {}\n",
+            provider.served(),
+            kvm::TDP_MMU_ENTRIES,
+            if bind_new_vms() { "bind to kvm_rtdp" } else { "stay on the C TDP MMU" }
         );
-        Ok(KvmRtdp)
+        Ok(KvmRtdp {
+            _provider: provider,
+        })
     }
 }
 

@@ -72,7 +72,11 @@ log "host: checkpatch --strict on patches/ and selftests/"
 checkpatch() { # checkpatch NAME ARGS...
 	local name=$1 cp_out
 	shift
-	if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q "$@" 2>&1); then
+	# FILE_PATH_CHANGES asks whether MAINTAINERS needs a new file; ours are
+	# all under arch/x86/include/asm/kvm* or arch/x86/kvm/, which the KVM/x86
+	# entry already covers.
+	if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q \
+		--ignore FILE_PATH_CHANGES "$@" 2>&1); then
 		record ok "checkpatch $name"
 	else
 		record "not ok" "checkpatch $name" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
@@ -81,8 +85,8 @@ checkpatch() { # checkpatch NAME ARGS...
 for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
 	checkpatch "$p" "$RTDP_ROOT/patches/$p"
 done
-for f in "$RTDP_ROOT"/selftests/*.c; do
-	checkpatch "selftests/$(basename "$f")" -f "$f"
+for f in "$RTDP_ROOT"/selftests/*.c "$RTDP_ROOT"/selftests/modules/*.c; do
+	checkpatch "${f#"$RTDP_ROOT"/}" -f "$f"
 done
 
 ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko" "see the messages above"

@@ -59,7 +59,27 @@ load kvm $M/kvm.ko
 load kvm-amd $M/kvm-amd.ko
 dmesg_before=$(dmesg | wc -l)
 load kvm_rtdp $M/kvm_rtdp.ko
-say "# kvm.tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) kvm_amd.npt=$(cat /sys/module/kvm_amd/parameters/npt)"
+say "# kvm.tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) kvm_amd.npt=$(cat /sys/module/kvm_amd/parameters/npt) kvm.tdp_mmu_provider=$(cat /sys/module/kvm/parameters/tdp_mmu_provider 2>/dev/null)"
+
+# A second provider must be refused while kvm_rtdp is registered, and so must
+# an ops table of another layout; insmod reports kvm.ko's error.
+refused() { # refused NAME WANT-ERROR insmod-args...
+	name=$1 want=$2
+	shift 2
+	if out=$(insmod "$@" 2>&1); then
+		rmmod kvm_rtdp_second
+		result "not ok" "$name" "insmod succeeded"
+	elif echo "$out" | grep -qi "$want"; then
+		result ok "$name"
+	else
+		result "not ok" "$name" "$out"
+	fi
+}
+if [ "$mode" = check ]; then
+	refused "second provider refused (EBUSY)" "busy" $M/kvm_rtdp_second.ko
+	refused "provider with another ops layout refused (EINVAL)" "invalid" \
+		$M/kvm_rtdp_second.ko bad_size=1
+fi
 dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' >&3
 
 # KUnit ran at insmod: turn the KTAP it logged then (not the kernel's own

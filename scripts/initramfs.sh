@@ -27,6 +27,8 @@ for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
 	cp "$RTDP_BUILD/$m" "$root/lib/modules/"
 done
 cp "$ko" "$root/lib/modules/kvm_rtdp.ko"
+# test-only module built beside kvm_rtdp (Kbuild)
+cp "$(dirname "$ko")/../selftests/modules/kvm_rtdp_second.ko" "$root/lib/modules/"
 
 plan="$RTDP_ROOT/selftests/vm-tests.list"
 cp "$plan" "$root/tests/plan"
