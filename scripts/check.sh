@@ -85,7 +85,7 @@ checkpatch() { # checkpatch NAME ARGS...
 for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
 	checkpatch "$p" "$RTDP_ROOT/patches/$p"
 done
-for f in "$RTDP_ROOT"/selftests/*.c "$RTDP_ROOT"/selftests/modules/*.c; do
+for f in "$RTDP_ROOT"/selftests/*.[ch] "$RTDP_ROOT"/selftests/modules/*.c; do
 	checkpatch "${f#"$RTDP_ROOT"/}" -f "$f"
 done
 

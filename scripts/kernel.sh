@@ -109,10 +109,10 @@ do_selftests() {
 	# share kvm_util and its flags. Only changed files are copied.
 	mkdir -p "$kvm/rtdp" "$stout/rtdp"
 	local f ours=()
-	for f in "$RTDP_ROOT"/selftests/*.c; do
+	for f in "$RTDP_ROOT"/selftests/*.[ch]; do
 		[ -e "$f" ] || continue
 		cmp -s "$f" "$kvm/rtdp/$(basename "$f")" || cp "$f" "$kvm/rtdp/"
-		ours+=("rtdp/$(basename "$f" .c)")
+		case "$f" in *.c) ours+=("rtdp/$(basename "$f" .c)") ;; esac
 	done
 	# TEST_GEN_PROGS is only ever appended to (+=) by Makefile.kvm, so a value
 	# from the environment adds our programs to the upstream list.

@@ -18,6 +18,8 @@
 #include "processor.h"
 #include "ucall_common.h"
 
+#include "rtdp_util.h"
+
 #define TEST_SLOT	10
 #define TEST_GPA	BIT_ULL(32)
 #define TEST_PAGES	512
@@ -32,18 +34,6 @@ static void guest_code(u64 gva)
 	for (i = 0; i < TEST_PAGES; i++)
 		GUEST_ASSERT_EQ(READ_ONCE(*(u64 *)(gva + i * PAGE_SIZE)), i);
 	GUEST_DONE();
-}
-
-static void expect_ucall(struct kvm_vcpu *vcpu, u64 want)
-{
-	struct ucall uc;
-	u64 cmd;
-
-	vcpu_run(vcpu);
-	cmd = get_ucall(vcpu, &uc);
-	if (cmd == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(cmd == want, "ucall %lu, want %lu", cmd, want);
 }
 
 int main(void)
@@ -65,7 +55,7 @@ int main(void)
 				    TEST_PAGES, 0);
 	virt_map(vm, TEST_GPA, TEST_GPA, TEST_PAGES);
 	vcpu_args_set(vcpu, 1, TEST_GPA);
-	expect_ucall(vcpu, UCALL_SYNC);
+	rtdp_expect_ucall(vcpu, UCALL_SYNC);
 
 	r = syscall(SYS_delete_module, "kvm_rtdp", O_NONBLOCK);
 	TEST_ASSERT(r == -1 && (errno == EWOULDBLOCK || errno == EBUSY),
@@ -73,7 +63,7 @@ int main(void)
 		    r, errno, strerror(errno));
 	printf("rmmod kvm_rtdp with a bound VM: refused (%s)\n", strerror(errno));
 
-	expect_ucall(vcpu, UCALL_DONE);
+	rtdp_expect_ucall(vcpu, UCALL_DONE);
 	printf("the VM ran to completion on kvm_rtdp\n");
 	kvm_vm_free(vm);
 	return 0;

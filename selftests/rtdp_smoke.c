@@ -17,6 +17,8 @@
 #include "processor.h"
 #include "ucall_common.h"
 
+#include "rtdp_util.h"
+
 #define TEST_SLOT	10
 #define TEST_GPA	BIT_ULL(32)
 #define TEST_GVA	TEST_GPA
@@ -34,19 +36,6 @@ static void guest_code(u64 gva, u64 npages)
 	for (i = 0; i < npages; i++)
 		GUEST_ASSERT_EQ(READ_ONCE(*(u64 *)(gva + i * PAGE_SIZE)), HOST_MAGIC ^ i);
 	GUEST_DONE();
-}
-
-static void expect_ucall(struct kvm_vcpu *vcpu, u64 want)
-{
-	struct ucall uc;
-	u64 cmd;
-
-	vcpu_run(vcpu);
-	cmd = get_ucall(vcpu, &uc);
-	if (cmd == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(cmd == want, "ucall %lu, want %lu (exit reason %s)", cmd, want,
-		    exit_reason_str(vcpu->run->exit_reason));
 }
 
 /* First line of @path without its newline, or false if it cannot be read. */
@@ -118,7 +107,7 @@ int main(int argc, char *argv[])
 
 	p4k = vm_get_stat(vm, pages_4k);
 	t0 = now();
-	expect_ucall(vcpu, UCALL_SYNC);
+	rtdp_expect_ucall(vcpu, UCALL_SYNC);
 	t1 = now();
 
 	mapped = vm_get_stat(vm, pages_4k) - p4k;
@@ -138,7 +127,7 @@ int main(int argc, char *argv[])
 		TEST_ASSERT(*hva == (GUEST_MAGIC ^ i), "page %lu: host read %#lx", i, *hva);
 		*hva = HOST_MAGIC ^ i;
 	}
-	expect_ucall(vcpu, UCALL_DONE);
+	rtdp_expect_ucall(vcpu, UCALL_DONE);
 	printf("data: %lu pages written by the guest read back by the host, and the reverse\n",
 	       npages);
 
