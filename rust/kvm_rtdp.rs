@@ -16,6 +16,8 @@ use kernel::prelude::*;
 pub mod level;
 #[path = "core/src/mmio_gen.rs"]
 pub mod mmio_gen;
+#[path = "core/src/spte.rs"]
+pub mod spte;
 
 mod kvm;
 mod tests;

@@ -68,3 +68,40 @@ mod level {
         assert_eq!(Level::PG_2M.next_gfn(gfn), 0x12_3600);
     }
 }
+
+#[kunit_tests(rtdp_spte)]
+mod spte {
+    use crate::level::Level;
+    use crate::spte::*;
+
+    #[test]
+    fn fixed_values_match_spte_h() {
+        assert_eq!(FROZEN, 0x8000_0000_0000_01a0);
+        assert_eq!(MMU_PRESENT, 1 << 11);
+        assert_eq!(BASE_ADDR_MASK, 0x000f_ffff_ffff_f000);
+    }
+
+    #[test]
+    fn frozen_is_not_present() {
+        assert!(Spte(FROZEN).is_frozen());
+        assert!(!Spte(FROZEN).is_present());
+        assert!(!Spte(NONPRESENT).is_frozen());
+    }
+
+    #[test]
+    fn leaf_levels() {
+        let table = Spte(MMU_PRESENT | 0x1000 | 0x7);
+        assert!(table.is_leaf(Level::PG_4K));
+        assert!(!table.is_leaf(Level::PG_2M));
+        assert!(Spte(table.0 | PAGE_SIZE).is_leaf(Level::PG_1G));
+        assert_eq!(table.pfn(), 1);
+    }
+
+    #[test]
+    fn npt_writable_invariants() {
+        let m = Masks::NPT;
+        let full = MMU_PRESENT | WRITABLE | m.mmu_writable | m.host_writable;
+        assert!(Spte(full).writable_invariants_hold(&m));
+        assert!(!Spte(MMU_PRESENT | WRITABLE).writable_invariants_hold(&m));
+    }
+}

@@ -14,3 +14,4 @@ extern crate std;
 
 pub mod level;
 pub mod mmio_gen;
+pub mod spte;

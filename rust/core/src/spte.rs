@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The SPTE format that the TDP MMU shares with `mmu.c`, fast page faults and
+//! the shadow MMU (Linux 7.3 `arch/x86/kvm/mmu/spte.h`).
+//!
+//! Part of the format is fixed (the constants below). The rest depends on
+//! whether the TDP tables are AMD NPT or Intel EPT, and kvm.ko decides it at
+//! vendor-module load (`kvm_mmu_reset_all_pte_masks()`,
+//! `kvm_mmu_set_ept_masks()`); that part is a [`Masks`] value here, so the
+//! same code serves both and the tests check both.
+
+use crate::level::Level;
+use crate::mmio_gen::{SPTE_GEN_HIGH_MASK, SPTE_GEN_LOW_MASK};
+
+/// Set in every SPTE backed by memory (MMU-present), whether or not the
+/// hardware sees it as present; clear in MMIO and non-present SPTEs.
+pub const MMU_PRESENT: u64 = 1 << 11;
+/// Leaf bit of a 2 MiB or 1 GiB mapping (`PT_PAGE_SIZE_MASK`).
+pub const PAGE_SIZE: u64 = 1 << 7;
+/// Hardware-writable bit, the same bit in NPT and EPT (`PT_WRITABLE_MASK`).
+pub const WRITABLE: u64 = 1 << 1;
+/// Physical address bits of an SPTE (`SPTE_BASE_ADDR_MASK`, for kernels
+/// without `CONFIG_DYNAMIC_PHYSICAL_MASK`).
+pub const BASE_ADDR_MASK: u64 = ((1 << 52) - 1) & !0xfff;
+/// The value of a non-present SPTE (bit 63 suppresses #VE under TDX).
+pub const NONPRESENT: u64 = 1 << 63;
+/// An SPTE that a thread owns while it changes it in several steps; anyone
+/// else who reads it must retry and must not write it.
+pub const FROZEN: u64 = NONPRESENT | 0x1a0;
+
+/// Bits 60-61: how accessed/dirty state is tracked for this SPTE.
+pub const TDP_AD_MASK: u64 = 3 << 60;
+/// A/D bits in hardware (must be 0: bits 52-62 are reserved for NPT PAE).
+pub const TDP_AD_ENABLED: u64 = 0;
+/// No A/D bits: access tracking by making the SPTE non-present.
+pub const TDP_AD_DISABLED: u64 = 1 << 60;
+/// Dirty tracking by write-protection only.
+pub const TDP_AD_WRPROT_ONLY: u64 = 2 << 60;
+
+/// EPT read/write/execute bits and user-execute (`VMX_EPT_RWX_MASK`,
+/// `VMX_EPT_USER_EXECUTABLE_MASK`).
+const EPT_RWX_UX: u64 = 0x7 | 1 << 10;
+
+const _: () = assert!(FROZEN & (MMU_PRESENT | EPT_RWX_UX) == 0);
+const _: () = assert!(FROZEN & BASE_ADDR_MASK == 0);
+const _: () = assert!(NONPRESENT & MMU_PRESENT == 0);
+const _: () = assert!(MMU_PRESENT & (SPTE_GEN_LOW_MASK | SPTE_GEN_HIGH_MASK) == 0);
+
+/// The mode-dependent SPTE bits, as kvm.ko sets them for NPT or EPT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Masks {
+    /// Hardware accessed bit (`shadow_accessed_mask`).
+    pub accessed: u64,
+    /// Hardware dirty bit (`shadow_dirty_mask`).
+    pub dirty: u64,
+    /// KVM may make the SPTE writable without the MMU lock for write
+    /// (`shadow_mmu_writable_mask`).
+    pub mmu_writable: u64,
+    /// The host mapping is writable (`shadow_host_writable_mask`).
+    pub host_writable: u64,
+    /// Bits cleared to track accesses when there are no A/D bits
+    /// (`shadow_acc_track_mask`).
+    pub acc_track: u64,
+}
+
+impl Masks {
+    /// AMD NPT (and shadow paging): `kvm_mmu_reset_all_pte_masks()`.
+    pub const NPT: Masks = Masks {
+        accessed: 1 << 5,
+        dirty: 1 << 6,
+        mmu_writable: 1 << 10,
+        host_writable: 1 << 9,
+        acc_track: 0,
+    };
+
+    /// Intel EPT: `kvm_mmu_set_ept_masks()`.
+    pub const EPT: Masks = Masks {
+        accessed: 1 << 8,
+        dirty: 1 << 9,
+        mmu_writable: 1 << 55,
+        host_writable: 1 << 53,
+        acc_track: EPT_RWX_UX,
+    };
+}
+
+/// One SPTE value, as read from a page table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spte(pub u64);
+
+impl Spte {
+    /// Whether another thread is changing this SPTE (`is_frozen_spte`).
+    pub const fn is_frozen(self) -> bool {
+        self.0 == FROZEN
+    }
+
+    /// Whether the SPTE maps memory or a lower table (`is_shadow_present_pte`).
+    pub const fn is_present(self) -> bool {
+        self.0 & MMU_PRESENT != 0
+    }
+
+    /// Whether a present SPTE at `level` maps memory rather than a table
+    /// (`is_last_spte`).
+    pub const fn is_leaf(self, level: Level) -> bool {
+        level.get() == Level::PG_4K.get() || self.0 & PAGE_SIZE != 0
+    }
+
+    /// Page frame the SPTE points to: memory for a leaf, the next table
+    /// otherwise (`spte_to_pfn`).
+    pub const fn pfn(self) -> u64 {
+        (self.0 & BASE_ADDR_MASK) >> 12
+    }
+
+    /// Whether A/D bits are tracked in hardware for this present SPTE
+    /// (`spte_ad_enabled`).
+    pub const fn ad_enabled(self) -> bool {
+        self.0 & TDP_AD_MASK != TDP_AD_DISABLED
+    }
+
+    /// Whether the hardware may write through this SPTE (`is_writable_pte`).
+    pub const fn is_writable(self) -> bool {
+        self.0 & WRITABLE != 0
+    }
+
+    /// Whether KVM may make this SPTE writable (`is_mmu_writable_spte`).
+    pub const fn is_mmu_writable(self, m: &Masks) -> bool {
+        self.0 & m.mmu_writable != 0
+    }
+
+    /// Whether the accessed bit is set (`is_accessed_spte`).
+    pub const fn is_accessed(self, m: &Masks) -> bool {
+        self.0 & m.accessed != 0
+    }
+
+    /// Whether this present SPTE is made non-present for access tracking
+    /// (`is_access_track_spte`).
+    pub const fn is_access_tracked(self, m: &Masks) -> bool {
+        !self.ad_enabled() && self.0 & m.acc_track == 0
+    }
+
+    /// The invariants of a present leaf that `check_spte_writable_invariants`
+    /// enforces: MMU-writable implies host-writable, and writable implies
+    /// MMU-writable.
+    pub const fn writable_invariants_hold(self, m: &Masks) -> bool {
+        if self.is_mmu_writable(m) {
+            self.0 & m.host_writable != 0
+        } else {
+            !self.is_writable()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn fixed_values_match_spte_h() {
+        assert_eq!(FROZEN, 0x8000_0000_0000_01a0);
+        assert_eq!(BASE_ADDR_MASK, 0x000f_ffff_ffff_f000);
+        assert_eq!(MMU_PRESENT, 0x800);
+        assert_eq!(TDP_AD_MASK, 0x3000_0000_0000_0000);
+    }
+
+    #[test]
+    fn frozen_is_nothing_else() {
+        let f = Spte(FROZEN);
+        assert!(f.is_frozen());
+        assert!(!f.is_present());
+        assert!(!f.is_writable());
+        assert_eq!(f.pfn(), 0);
+        assert!(!Spte(NONPRESENT).is_frozen());
+        let mut rng = XorShift(7);
+        for _ in 0..100_000 {
+            let v = rng.next();
+            assert_eq!(Spte(v).is_frozen(), v == FROZEN);
+        }
+    }
+
+    #[test]
+    fn mode_masks_stay_clear_of_the_fixed_layout() {
+        // The MMIO generation bits may share positions with the writable
+        // bookkeeping (NPT bit 9, EPT bits 53 and 55): they live in MMIO
+        // SPTEs, which are never MMU-present, the others only in present ones.
+        let gen = SPTE_GEN_LOW_MASK | SPTE_GEN_HIGH_MASK;
+        assert_ne!(Masks::NPT.host_writable & gen, 0);
+        assert_ne!(Masks::EPT.mmu_writable & gen, 0);
+        let fixed = MMU_PRESENT | TDP_AD_MASK;
+        for m in [Masks::NPT, Masks::EPT] {
+            assert_eq!(m.mmu_writable & fixed, 0);
+            assert_eq!(m.host_writable & (fixed | BASE_ADDR_MASK), 0);
+            assert_eq!(m.mmu_writable & BASE_ADDR_MASK, 0);
+            assert_eq!(m.mmu_writable & m.host_writable, 0);
+            assert_eq!((m.accessed | m.dirty) & (MMU_PRESENT | TDP_AD_MASK), 0);
+        }
+        // EPT's saved R/X bits (52 and 54) and A/D type must not overlap its
+        // writable bookkeeping.
+        let saved = (0x1 | 0x4) << 52;
+        assert_eq!(
+            (Masks::EPT.mmu_writable | Masks::EPT.host_writable) & saved,
+            0
+        );
+    }
+
+    #[test]
+    fn leaf_and_pfn() {
+        let pfn = 0x12_3456;
+        let table = Spte(MMU_PRESENT | pfn << 12 | 0x7);
+        let huge = Spte(table.0 | PAGE_SIZE);
+        assert_eq!(table.pfn(), pfn);
+        assert!(table.is_leaf(Level::PG_4K));
+        assert!(!table.is_leaf(Level::PG_2M));
+        assert!(huge.is_leaf(Level::PG_2M));
+        assert!(huge.is_leaf(Level::PG_1G));
+        // Bits above 51 never leak into the pfn.
+        assert_eq!(Spte(u64::MAX).pfn(), (1 << 40) - 1);
+    }
+
+    #[test]
+    fn ad_tracking_types() {
+        let p = MMU_PRESENT;
+        assert!(Spte(p | TDP_AD_ENABLED).ad_enabled());
+        assert!(Spte(p | TDP_AD_WRPROT_ONLY).ad_enabled());
+        assert!(!Spte(p | TDP_AD_DISABLED).ad_enabled());
+        let m = Masks::EPT;
+        assert!(Spte(p | TDP_AD_DISABLED).is_access_tracked(&m));
+        assert!(!Spte(p | TDP_AD_DISABLED | 0x1).is_access_tracked(&m));
+        assert!(!Spte(p).is_access_tracked(&m));
+    }
+
+    #[test]
+    fn writable_invariants() {
+        for m in [Masks::NPT, Masks::EPT] {
+            let base = MMU_PRESENT;
+            assert!(Spte(base).writable_invariants_hold(&m));
+            assert!(!Spte(base | WRITABLE).writable_invariants_hold(&m));
+            assert!(!Spte(base | m.mmu_writable).writable_invariants_hold(&m));
+            let full = base | WRITABLE | m.mmu_writable | m.host_writable;
+            assert!(Spte(full).writable_invariants_hold(&m));
+            assert!(Spte(full & !WRITABLE).writable_invariants_hold(&m));
+        }
+    }
+}
