@@ -12,6 +12,8 @@
 
 use kernel::prelude::*;
 
+#[path = "core/src/iter.rs"]
+pub mod iter;
 #[path = "core/src/level.rs"]
 pub mod level;
 #[path = "core/src/mmio_gen.rs"]

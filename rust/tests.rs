@@ -105,3 +105,49 @@ mod spte {
         assert!(!Spte(MMU_PRESENT | WRITABLE).writable_invariants_hold(&m));
     }
 }
+
+#[kunit_tests(rtdp_iter)]
+mod iter {
+    use crate::iter::{Tables, TdpIter};
+    use crate::level::Level;
+    use crate::spte::{Spte, MMU_PRESENT, NONPRESENT};
+    use kernel::prelude::*;
+
+    /// Three 512-entry tables in one vector; table `i` lives at pfn `i + 1`.
+    struct Model(KVec<u64>);
+
+    impl Tables for Model {
+        type Table = usize;
+        fn read(&self, table: usize, index: usize) -> u64 {
+            self.0[table * 512 + index]
+        }
+        fn child(&self, spte: Spte) -> usize {
+            spte.pfn() as usize - 1
+        }
+    }
+
+    fn link(table: usize) -> u64 {
+        MMU_PRESENT | ((table as u64 + 1) << 12) | 0x7
+    }
+
+    #[test]
+    fn walks_down_and_across() -> Result {
+        let mut m = Model(KVec::from_elem(NONPRESENT, 3 * 512, GFP_KERNEL)?);
+        m.0[0] = link(1);
+        m.0[512] = link(2);
+        m.0[2 * 512] = MMU_PRESENT | 0x5000;
+        m.0[2 * 512 + 1] = MMU_PRESENT | 0x6000;
+        let Some(mut it) = TdpIter::start(&m, 0, Level::PG_1G, Level::PG_4K, 0, 0) else {
+            return Err(EINVAL);
+        };
+        let want = [(3u8, 0u64), (2, 0), (1, 0), (1, 1)];
+        for (level, gfn) in want {
+            assert!(it.valid());
+            assert_eq!((it.level().get(), it.gfn()), (level, gfn));
+            it.next(&m);
+        }
+        assert_eq!(it.gfn(), 2);
+        assert_eq!(it.old_spte(), Spte(NONPRESENT));
+        Ok(())
+    }
+}
