@@ -231,6 +231,7 @@ impl<T: Tables> TdpIter<T> {
 mod tests {
     use super::*;
     use crate::spte::{MMU_PRESENT, NONPRESENT, PAGE_SIZE};
+    use crate::test_rng::XorShift;
     use std::vec::Vec;
 
     /// A model page table: table `i` lives at pfn `i + 1`. A table freed
@@ -248,19 +249,6 @@ mod tests {
         }
         fn child(&self, spte: Spte) -> usize {
             spte.pfn() as usize - 1
-        }
-    }
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
         }
     }
 

@@ -16,3 +16,6 @@ pub mod iter;
 pub mod level;
 pub mod mmio_gen;
 pub mod spte;
+
+#[cfg(test)]
+mod test_rng;

@@ -101,6 +101,7 @@ pub const fn mmio_gen_wraps(old: u64, new: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
 
     /// Reference model: place generation bit i at its SPTE bit one at a time,
     /// straight from the layout described in spte.h.
@@ -112,17 +113,6 @@ mod tests {
             }
         }
         spte
-    }
-
-    /// Small deterministic generator for the property tests.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
     }
 
     #[test]
