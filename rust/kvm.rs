@@ -37,8 +37,9 @@ extern "C" {
     fn kvm_tdp_mmu_unregister_provider(ops: *const TdpMmuOps);
 }
 
-/// Whether a VM being created is bound to this provider.
-unsafe extern "C" fn bind(_kvm: *mut c_void) -> bool {
+/// Whether a VM being created is bound to this provider. Runs under kvm.ko's
+/// provider mutex, in process context.
+extern "C" fn bind(_kvm: *mut c_void) -> bool {
     crate::bind_new_vms()
 }
 

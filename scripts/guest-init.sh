@@ -110,7 +110,14 @@ run_test() { # run_test name timeout cmd...
 
 case "$mode" in
 run)
-	run_test rtdp_smoke 120 rtdp/rtdp_smoke -m 64
+	# The plan's own rtdp_smoke entry, so the two modes cannot drift apart.
+	# shellcheck disable=SC2046
+	set -- $(grep '^rtdp_smoke[[:space:]]' /tests/plan)
+	if [ $# -ge 3 ]; then
+		run_test "$@"
+	else
+		result "not ok" rtdp_smoke "no rtdp_smoke entry in /tests/plan"
+	fi
 	;;
 check)
 	kunit_results >&3

@@ -18,7 +18,6 @@ mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,lib/modules,tests}
 [ -x /bin/busybox ] || die "/bin/busybox not found (apt-get install busybox-static)"
 cp /bin/busybox "$root/bin/busybox"
 cp "$RTDP_ROOT/scripts/guest-init.sh" "$root/init"
-mkdir -p "$root/lib"
 cp "$RTDP_ROOT/scripts/kunit-results.awk" "$root/lib/"
 chmod 755 "$root/init"
 
