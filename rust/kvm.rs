@@ -1,46 +1,1131 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The boundary with kvm.ko: every raw declaration and every `unsafe` call
-//! into KVM lives here.
+//! The boundary with kvm.ko: every raw binding and every `unsafe` block of
+//! the module lives here.
 //!
-//! kvm.ko (with patch 0002 of `patches/`) routes the TDP MMU entry points of
-//! each VM bound to a provider through a `struct kvm_tdp_mmu_ops`
-//! (`arch/x86/include/asm/kvm_tdp_mmu_provider.h`). Its layout is mirrored
-//! here by hand until the Rust bindings for the KVM headers exist; kvm.ko
-//! checks the size at registration, so a mismatch is refused, not run.
+//! kvm.ko (with `patches/`) routes the TDP MMU entry points of each VM bound
+//! to a provider through a `struct kvm_tdp_mmu_ops`
+//! (`arch/x86/include/asm/kvm_tdp_mmu_provider.h`). The Rust bindings of the
+//! series give this module the layouts of `struct kvm`, `struct kvm_vcpu`,
+//! `struct kvm_mmu_page` and `struct kvm_page_fault`; the rest of the module
+//! sees only the safe types below.
+//!
+//! # Handles to page tables
+//!
+//! [`Sp`], [`Table`] and [`Sptep`] are copyable handles to a page-table
+//! page, its header and one of its SPTEs. They carry no lifetime: what keeps
+//! the page alive is one of the TDP MMU's own rules, stated where a handle is
+//! made and relied on by the modules that use it:
+//!
+//! - a root lives while a reference to it is held (`tdp_mmu_root_count`);
+//! - a table reached through a root lives until the end of the RCU read-side
+//!   section it was reached in ([`Walk`] owns that section and re-walks after
+//!   leaving it);
+//! - a table unlinked from the tree belongs to the thread that unlinked it,
+//!   which frees it after a grace period ([`Sp::free_after_grace_period`]).
 
-use core::ffi::{c_char, c_int, c_void, CStr};
-use kernel::{error::to_result, prelude::*};
+use core::ffi::{c_int, CStr};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Entries of `struct kvm_tdp_mmu_ops` after `bind`: `init`, `uninit` and one
-/// per `kvm_tdp_mmu_*()` entry point (`KVM_TDP_MMU_NR_ENTRIES`).
-pub(crate) const TDP_MMU_ENTRIES: usize = 21;
+use kernel::{bindings, error::to_result, prelude::*, sync::rcu, types::Opaque};
 
-/// An entry of `struct kvm_tdp_mmu_ops`; `None` lets kvm.ko run its built-in
-/// implementation. Entries get their C signatures as Rust starts to serve
-/// them; a function pointer has the same size and ABI whatever its signature.
-type Entry = Option<unsafe extern "C" fn()>;
+use crate::iter::{self, TdpIter};
+use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::spte::{Spte, BASE_ADDR_MASK};
 
-/// `struct kvm_tdp_mmu_ops`.
-#[repr(C)]
-struct TdpMmuOps {
-    size: usize,
-    /// `struct module *`, opaque here: kvm.ko only passes it to `try_module_get()`.
-    owner: *mut c_void,
-    name: *const c_char,
-    bind: Option<unsafe extern "C" fn(kvm: *mut c_void) -> bool>,
-    entries: [Entry; TDP_MMU_ENTRIES],
+/// Entries of `struct kvm_tdp_mmu_ops` after `bind` (`KVM_TDP_MMU_NR_ENTRIES`):
+/// `init`, `uninit` and one per `kvm_tdp_mmu_*()` entry point.
+pub(crate) const TDP_MMU_ENTRIES: usize = bindings::KVM_TDP_MMU_NR_ENTRIES as usize;
+
+/// Result of [`crate::fault::map`], as `kvm_mmu_do_page_fault()` reads it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum PfResult {
+    Retry,
+    Emulate,
+    WriteProtected,
+    Fixed,
+    Spurious,
 }
 
-extern "C" {
-    fn kvm_tdp_mmu_register_provider(ops: *const TdpMmuOps) -> c_int;
-    fn kvm_tdp_mmu_unregister_provider(ops: *const TdpMmuOps);
+impl PfResult {
+    fn to_c(self) -> c_int {
+        (match self {
+            PfResult::Retry => bindings::RET_PF_RETRY,
+            PfResult::Emulate => bindings::RET_PF_EMULATE,
+            PfResult::WriteProtected => bindings::RET_PF_WRITE_PROTECTED,
+            PfResult::Fixed => bindings::RET_PF_FIXED,
+            PfResult::Spurious => bindings::RET_PF_SPURIOUS,
+        }) as c_int
+    }
 }
 
-/// Whether a VM being created is bound to this provider. Runs under kvm.ko's
-/// provider mutex, in process context.
-extern "C" fn bind(_kvm: *mut c_void) -> bool {
+/// Which roots an operation covers (`enum kvm_tdp_mmu_root_types`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RootTypes(u32);
+
+impl RootTypes {
+    pub(crate) const INVALID: RootTypes =
+        RootTypes(bindings::kvm_tdp_mmu_root_types_KVM_INVALID_ROOTS);
+    pub(crate) const DIRECT: RootTypes =
+        RootTypes(bindings::kvm_tdp_mmu_root_types_KVM_DIRECT_ROOTS);
+    pub(crate) const MIRROR: RootTypes =
+        RootTypes(bindings::kvm_tdp_mmu_root_types_KVM_MIRROR_ROOTS);
+    pub(crate) const VALID: RootTypes = RootTypes(Self::DIRECT.0 | Self::MIRROR.0);
+    pub(crate) const ALL: RootTypes = RootTypes(Self::VALID.0 | Self::INVALID.0);
+
+    pub(crate) const fn contains(self, other: RootTypes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub(crate) const fn union(self, other: RootTypes) -> RootTypes {
+        RootTypes(self.0 | other.0)
+    }
+
+    pub(crate) const fn without(self, other: RootTypes) -> RootTypes {
+        RootTypes(self.0 & !other.0)
+    }
+}
+
+/// How the caller holds `mmu_lock`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum MmuLock {
+    /// Held for read: SPTEs change only by atomic operations, concurrently
+    /// with other readers.
+    Shared,
+    /// Held for write.
+    Exclusive,
+}
+
+/// `INVALID_PAGE`: no root.
+const INVALID_PAGE: u64 = !0;
+
+/// `refcount_read()`.
+///
+/// # Safety
+///
+/// `r` points to a live `refcount_t`.
+unsafe fn read_refcount(r: *const bindings::refcount_t) -> i32 {
+    // SAFETY: an aligned atomic_t of a live refcount, read once like
+    // atomic_read() does.
+    unsafe { core::ptr::read_volatile(&raw const (*r).refs.counter) }
+}
+
+/// A VM, `struct kvm`.
+#[repr(transparent)]
+pub(crate) struct Kvm(Opaque<bindings::kvm>);
+
+impl Kvm {
+    /// # Safety
+    ///
+    /// `ptr` points to a `struct kvm` that outlives `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm) -> &'a Kvm {
+        // SAFETY: `Kvm` is a transparent wrapper of `struct kvm`, valid for
+        // `'a` by the caller's guarantee.
+        unsafe { &*ptr.cast::<Kvm>() }
+    }
+
+    fn raw(&self) -> *mut bindings::kvm {
+        self.0.get()
+    }
+
+    fn arch(&self) -> *mut bindings::kvm_arch {
+        // SAFETY: `self` is a valid `struct kvm`; this only computes a field
+        // address.
+        unsafe { &raw mut (*self.raw()).arch }
+    }
+
+    fn mmu_lock(&self) -> *mut bindings::rwlock_t {
+        // SAFETY: as in `arch`.
+        unsafe { &raw mut (*self.raw()).mmu_lock }
+    }
+
+    /// Flush every vCPU's TLB for this VM.
+    pub(crate) fn flush_remote_tlbs(&self) {
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_flush_remote_tlbs(self.raw()) };
+    }
+
+    /// Flush the translations of the `level`-sized region holding `gfn`.
+    pub(crate) fn flush_remote_tlbs_gfn(&self, gfn: u64, level: Level) {
+        // SAFETY: `self` is a valid VM.
+        unsafe {
+            bindings::kvm_flush_remote_tlbs_range(self.raw(), level.round_gfn(gfn), level.pages())
+        };
+    }
+
+    /// Account `count` more (or fewer) leaf mappings at `level` in the VM's
+    /// page statistics.
+    pub(crate) fn update_page_stats(&self, level: Level, count: i32) {
+        // SAFETY: `self` is a valid VM and `level` a valid level.
+        unsafe {
+            bindings::kvm_tdp_mmu_provider_update_page_stats(self.raw(), level.get().into(), count)
+        };
+    }
+
+    /// Whether `spte` is an MMIO SPTE of this VM.
+    pub(crate) fn is_mmio_spte(&self, spte: Spte) -> bool {
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_tdp_mmu_provider_is_mmio_spte(self.raw(), spte.0) }
+    }
+
+    /// Whether another thread waits for `mmu_lock`.
+    pub(crate) fn mmu_lock_contended(&self) -> bool {
+        // SAFETY: `mmu_lock` is an initialized rwlock of a valid VM.
+        unsafe { bindings::rwlock_needbreak(self.mmu_lock()) }
+    }
+
+    /// Take `mmu_lock` as `how`, for entries that kvm.ko calls without it.
+    pub(crate) fn lock_mmu(&self, how: MmuLock) -> MmuLockGuard<'_> {
+        // SAFETY: `mmu_lock` is an initialized rwlock; the guard unlocks it
+        // in the same mode.
+        unsafe {
+            match how {
+                MmuLock::Shared => bindings::read_lock(self.mmu_lock()),
+                MmuLock::Exclusive => bindings::write_lock(self.mmu_lock()),
+            }
+        }
+        MmuLockGuard { kvm: self, how }
+    }
+
+    /// Drop and retake `mmu_lock`, held as `how`, if another thread waits
+    /// for it or this one should reschedule. Must not be called in an RCU
+    /// read-side section.
+    fn cond_resched_mmu_lock(&self, how: MmuLock) {
+        // SAFETY: the caller holds `mmu_lock` as `how` (the entry point's
+        // contract), and is outside RCU read-side sections.
+        unsafe {
+            match how {
+                MmuLock::Shared => bindings::cond_resched_rwlock_read(self.mmu_lock()),
+                MmuLock::Exclusive => bindings::cond_resched_rwlock_write(self.mmu_lock()),
+            }
+        };
+    }
+
+    /// Take `tdp_mmu_pages_lock`, which orders changes to the root list and
+    /// the possible-NX-huge-page list among holders of `mmu_lock` for read.
+    pub(crate) fn lock_pages(&self) -> PagesGuard<'_> {
+        // SAFETY: the lock was initialized by kvm_mmu_init_tdp_mmu().
+        unsafe { bindings::spin_lock(&raw mut (*self.arch()).tdp_mmu_pages_lock) };
+        PagesGuard { kvm: self }
+    }
+
+    fn roots_head(&self) -> *mut bindings::list_head {
+        // SAFETY: field address of a valid VM.
+        unsafe { &raw mut (*self.arch()).tdp_mmu_roots }
+    }
+
+    /// The root after `prev` on the root list (the first when `prev` is
+    /// `None`), as an RCU reader sees the list: `prev` must be on the list
+    /// or still RCU-protected, and the result is valid until the end of the
+    /// caller's read-side section unless a reference is taken.
+    pub(crate) fn next_root_rcu(&self, _rcu: &rcu::Guard, prev: Option<Sp>) -> Option<Sp> {
+        let head = self.roots_head();
+        let link = match prev {
+            // SAFETY: `prev` is a live kvm_mmu_page (see above).
+            Some(sp) => unsafe { &raw mut (*sp.raw()).link },
+            None => head,
+        };
+        // SAFETY: `link` is a list_head of the RCU-protected root list;
+        // `next` is read once, as list_next_or_null_rcu() does.
+        let next = unsafe { core::ptr::read_volatile(&raw const (*link).next) };
+        if next == head {
+            return None;
+        }
+        // SAFETY: every entry of `tdp_mmu_roots` is the `link` of a
+        // kvm_mmu_page.
+        Some(unsafe { Sp::from_link(next) })
+    }
+
+    /// Every root on the list, for a holder of `mmu_lock` for write (or of
+    /// a quiescent VM): the list cannot change under it.
+    pub(crate) fn for_each_root_locked(&self, mut f: impl FnMut(Sp)) {
+        let head = self.roots_head();
+        // SAFETY: the list is stable (see above); every entry is the `link`
+        // of a kvm_mmu_page.
+        unsafe {
+            let mut pos = (*head).next;
+            while pos != head {
+                let sp = Sp::from_link(pos);
+                pos = (*pos).next;
+                f(sp);
+            }
+        }
+    }
+
+    /// Whether the root list is empty.
+    pub(crate) fn roots_empty(&self) -> bool {
+        let head = self.roots_head();
+        // SAFETY: reads the first link of a valid list.
+        unsafe { core::ptr::read_volatile(&raw const (*head).next) == head }
+    }
+}
+
+/// `mmu_lock`, taken by this module.
+pub(crate) struct MmuLockGuard<'a> {
+    kvm: &'a Kvm,
+    how: MmuLock,
+}
+
+impl Drop for MmuLockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken as `how` by `Kvm::lock_mmu`.
+        unsafe {
+            match self.how {
+                MmuLock::Shared => bindings::read_unlock(self.kvm.mmu_lock()),
+                MmuLock::Exclusive => bindings::write_unlock(self.kvm.mmu_lock()),
+            }
+        }
+    }
+}
+
+/// `tdp_mmu_pages_lock`, held.
+pub(crate) struct PagesGuard<'a> {
+    kvm: &'a Kvm,
+}
+
+impl PagesGuard<'_> {
+    /// Put `root` on the VM's root list.
+    pub(crate) fn add_root(&self, root: Sp) {
+        // SAFETY: the pages lock serializes list writers; `root` is a fresh
+        // root not on any list.
+        unsafe { bindings::list_add_rcu(&raw mut (*root.raw()).link, self.kvm.roots_head()) };
+    }
+
+    /// Take `root` off the VM's root list; RCU readers may still see it
+    /// until a grace period has passed.
+    pub(crate) fn del_root(&self, root: Sp) {
+        // SAFETY: the pages lock serializes list writers; `root` is on the
+        // list.
+        unsafe { bindings::list_del_rcu(&raw mut (*root.raw()).link) };
+    }
+
+    /// Add `sp` to the VM's possible-NX-huge-page list.
+    pub(crate) fn track_possible_nx_huge_page(&self, sp: Sp) {
+        // SAFETY: the pages lock is held, as the list requires; `sp` is a
+        // linked TDP MMU page.
+        unsafe {
+            bindings::track_possible_nx_huge_page(
+                self.kvm.raw(),
+                sp.raw(),
+                bindings::kvm_mmu_type_KVM_TDP_MMU,
+            )
+        };
+    }
+
+    /// Take `sp` off the VM's possible-NX-huge-page list.
+    pub(crate) fn untrack_possible_nx_huge_page(&self, sp: Sp) {
+        // SAFETY: as in `track_possible_nx_huge_page`.
+        unsafe {
+            bindings::untrack_possible_nx_huge_page(
+                self.kvm.raw(),
+                sp.raw(),
+                bindings::kvm_mmu_type_KVM_TDP_MMU,
+            )
+        };
+    }
+}
+
+impl Drop for PagesGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken by `Kvm::lock_pages`.
+        unsafe { bindings::spin_unlock(&raw mut (*self.kvm.arch()).tdp_mmu_pages_lock) };
+    }
+}
+
+/// A page-table page's header, `struct kvm_mmu_page`, of a TDP MMU page.
+///
+/// # Invariants
+///
+/// Points to an initialized `struct kvm_mmu_page` kept alive by one of the
+/// rules in the module documentation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sp(NonNull<bindings::kvm_mmu_page>);
+
+impl Sp {
+    fn raw(self) -> *mut bindings::kvm_mmu_page {
+        self.0.as_ptr()
+    }
+
+    /// # Safety
+    ///
+    /// `link` is the `link` member of a live kvm_mmu_page.
+    unsafe fn from_link(link: *mut bindings::list_head) -> Sp {
+        let offset = core::mem::offset_of!(bindings::kvm_mmu_page, link);
+        // SAFETY: container_of() on the caller's guarantee.
+        Sp(unsafe { NonNull::new_unchecked(link.cast::<u8>().sub(offset).cast()) })
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` is a live TDP MMU kvm_mmu_page.
+    unsafe fn from_raw(ptr: *mut bindings::kvm_mmu_page) -> Sp {
+        // INVARIANT: the caller's guarantee.
+        // SAFETY: not null by the caller's guarantee.
+        Sp(unsafe { NonNull::new_unchecked(ptr) })
+    }
+
+    fn role(self) -> bindings::kvm_mmu_page_role {
+        // SAFETY: `self` is valid; the role is read as mmu.c reads it.
+        unsafe { core::ptr::read_volatile(&raw const (*self.raw()).role) }
+    }
+
+    /// The page's role as one word, to compare with a vCPU's root role.
+    pub(crate) fn role_word(self) -> u32 {
+        // SAFETY: the union's word covers all of the role.
+        unsafe { self.role().word }
+    }
+
+    /// The level of the SPTEs this page holds.
+    pub(crate) fn level(self) -> Level {
+        // SAFETY: reading the bitfield view of the role union.
+        let level = unsafe { self.role().__bindgen_anon_1.level() };
+        Level::new(level as u8).unwrap_or(Level::PG_4K)
+    }
+
+    /// The address space (SMM or not) the page translates for.
+    pub(crate) fn as_id(self) -> i32 {
+        // SAFETY: reading the bitfield view of the role union.
+        unsafe { self.role().__bindgen_anon_1.smm() as i32 }
+    }
+
+    /// Whether the page belongs to a mirror root (TDX).
+    pub(crate) fn is_mirror(self) -> bool {
+        // SAFETY: reading the bitfield view of the role union.
+        unsafe { self.role().__bindgen_anon_1.is_mirror() != 0 }
+    }
+
+    /// Whether the root was invalidated. Protected by `mmu_lock`.
+    pub(crate) fn is_invalid(self) -> bool {
+        // SAFETY: reading the bitfield view of the role union.
+        unsafe { self.role().__bindgen_anon_1.invalid() != 0 }
+    }
+
+    /// Mark the root invalid; `mmu_lock` is held for write.
+    pub(crate) fn set_invalid(self) {
+        // SAFETY: the caller holds `mmu_lock` for write, which orders all
+        // writers of the role.
+        unsafe { (*self.raw()).role.__bindgen_anon_1.set_invalid(1) };
+    }
+
+    /// Whether a root awaits its zap after invalidation.
+    pub(crate) fn scheduled_to_zap(self) -> bool {
+        // SAFETY: the union member of TDP MMU pages; protected by mmu_lock.
+        unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap }
+    }
+
+    pub(crate) fn set_scheduled_to_zap(self, value: bool) {
+        // SAFETY: as in `scheduled_to_zap`.
+        unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap = value };
+    }
+
+    /// The first gfn the page maps.
+    pub(crate) fn gfn(self) -> u64 {
+        // SAFETY: immutable after initialization.
+        unsafe { (*self.raw()).gfn }
+    }
+
+    /// The page table itself.
+    pub(crate) fn table(self) -> Table {
+        // SAFETY: `spt` is set at allocation and never changes.
+        let spt = unsafe { (*self.raw()).spt };
+        // INVARIANT: a TDP MMU page always has its table.
+        Table(NonNull::new(spt).expect("kvm_mmu_page without a table"))
+    }
+
+    /// Whether the page was allocated by a TDP MMU.
+    pub(crate) fn is_tdp_mmu_page(self) -> bool {
+        // SAFETY: immutable after initialization.
+        unsafe { (*self.raw()).tdp_mmu_page }
+    }
+
+    fn root_count(self) -> *mut bindings::refcount_t {
+        // SAFETY: the union member of TDP MMU roots.
+        unsafe { &raw mut (*self.raw()).__bindgen_anon_2.tdp_mmu_root_count }
+    }
+
+    /// Take a reference to the root unless its last one was put.
+    pub(crate) fn try_get_root(self) -> bool {
+        // SAFETY: a valid refcount of a live root.
+        unsafe { bindings::refcount_inc_not_zero(self.root_count()) }
+    }
+
+    /// Put a reference to the root; true when it was the last.
+    pub(crate) fn put_root_ref(self) -> bool {
+        // SAFETY: the caller owns the reference it puts.
+        unsafe { bindings::refcount_dec_and_test(self.root_count()) }
+    }
+
+    /// References held on the root.
+    pub(crate) fn root_refs(self) -> u32 {
+        // SAFETY: a valid refcount.
+        unsafe { read_refcount(self.root_count()) as u32 }
+    }
+
+    /// Set the references of a root that nobody else sees yet.
+    pub(crate) fn init_root_refs(self, refs: u32) {
+        // SAFETY: a valid refcount of a fresh root.
+        unsafe { bindings::refcount_set(self.root_count(), refs as c_int) };
+    }
+
+    /// Whether the page is on the possible-NX-huge-page list or about to be
+    /// (`tdp_mmu_pages_lock`).
+    pub(crate) fn nx_huge_page_disallowed(self) -> bool {
+        // SAFETY: a plain field of a live page; the pages lock orders it
+        // where that matters.
+        unsafe { (*self.raw()).nx_huge_page_disallowed }
+    }
+
+    pub(crate) fn set_nx_huge_page_disallowed(self, value: bool) {
+        // SAFETY: as in `nx_huge_page_disallowed`.
+        unsafe { (*self.raw()).nx_huge_page_disallowed = value };
+    }
+
+    /// Account the page as a linked (`true`) or unlinked page-table page.
+    pub(crate) fn account(self, kvm: &Kvm, linked: bool) {
+        // SAFETY: a valid VM and page.
+        unsafe { bindings::kvm_tdp_mmu_provider_account_sp(kvm.raw(), self.raw(), linked) };
+    }
+
+    /// The header of the page table `table`.
+    pub(crate) fn of_table(table: Table) -> Sp {
+        // SAFETY: TDP MMU page tables record their header in page_private()
+        // (tdp_mmu_init_sp()); `table` is live by its own invariant.
+        let sp = unsafe { bindings::page_private(bindings::virt_to_page(table.0.as_ptr().cast())) }
+            as *mut bindings::kvm_mmu_page;
+        // SAFETY: see above.
+        unsafe { Sp::from_raw(sp) }
+    }
+
+    /// Free a page that was never reachable by anybody else.
+    pub(crate) fn free_unused(self) {
+        // SAFETY: nobody else has seen the page.
+        unsafe { bindings::kvm_tdp_mmu_provider_free_sp(self.raw()) };
+    }
+
+    /// Free the page after an RCU grace period. The caller unlinked it and
+    /// owns it; lockless walkers that reached it before may still read it.
+    pub(crate) fn free_after_grace_period(self) {
+        // SAFETY: the caller owns `self`; `rcu_head` is unused until now and
+        // the callback frees the page exactly once. The module waits for
+        // its callbacks before unloading (`ProviderRegistration::drop`).
+        unsafe { bindings::call_rcu(&raw mut (*self.raw()).callback_head, Some(free_sp_rcu)) };
+    }
+}
+
+/// RCU callback of [`Sp::free_after_grace_period`].
+unsafe extern "C" fn free_sp_rcu(head: *mut bindings::callback_head) {
+    let offset = core::mem::offset_of!(bindings::kvm_mmu_page, callback_head);
+    // SAFETY: `head` is the `rcu_head` of a kvm_mmu_page queued by
+    // `free_after_grace_period`; the grace period has passed, so nothing
+    // references it.
+    unsafe { bindings::kvm_tdp_mmu_provider_free_sp(head.cast::<u8>().sub(offset).cast()) };
+}
+
+/// A page table: 512 SPTEs.
+///
+/// # Invariants
+///
+/// Points to a live, page-aligned TDP MMU page table (see the module
+/// documentation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Table(NonNull<u64>);
+
+impl Table {
+    /// SPTE `index` of the table.
+    pub(crate) fn sptep(self, index: usize) -> Sptep {
+        assert!(index < SPTE_ENT_PER_PAGE);
+        // SAFETY: in bounds of the table's page.
+        Sptep(unsafe { self.0.add(index) })
+    }
+
+    /// The physical address, as the hardware and `kvm_mmu.root.hpa` see it.
+    pub(crate) fn phys(self) -> u64 {
+        // SAFETY: a kernel direct-map address.
+        unsafe { bindings::virt_to_phys(self.0.as_ptr().cast()) }
+    }
+
+    /// The table that the present, non-leaf `spte` points to.
+    pub(crate) fn child_of(spte: Spte) -> Table {
+        // SAFETY: page tables are direct-map pages.
+        let virt = unsafe { bindings::phys_to_virt(spte.0 & BASE_ADDR_MASK) };
+        // INVARIANT: a present non-leaf SPTE points to a live table (the
+        // caller reached it under RCU or owns it).
+        Table(NonNull::new(virt.cast()).expect("SPTE points to no table"))
+    }
+
+    fn from_phys(phys: u64) -> Option<Table> {
+        // SAFETY: page tables are direct-map pages.
+        NonNull::new(unsafe { bindings::phys_to_virt(phys) }.cast()).map(Table)
+    }
+}
+
+/// A pointer to one SPTE.
+///
+/// # Invariants
+///
+/// Points into a [`Table`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sptep(NonNull<u64>);
+
+impl Sptep {
+    fn cell(&self) -> &AtomicU64 {
+        // SAFETY: a live, aligned SPTE; every concurrent access to SPTEs is
+        // atomic or READ_ONCE/WRITE_ONCE-sized.
+        unsafe { AtomicU64::from_ptr(self.0.as_ptr()) }
+    }
+
+    /// Read the SPTE once.
+    pub(crate) fn read(self) -> Spte {
+        Spte(self.cell().load(Ordering::Relaxed))
+    }
+
+    /// Store `new` with a plain write: only for SPTEs that nobody else may
+    /// change (`mmu_lock` held for write and no volatile bits), or to end a
+    /// freeze.
+    pub(crate) fn write(self, new: Spte) {
+        self.cell().store(new.0, Ordering::Relaxed);
+    }
+
+    /// Exchange, returning the old value.
+    pub(crate) fn xchg(self, new: Spte) -> Spte {
+        Spte(self.cell().swap(new.0, Ordering::SeqCst))
+    }
+
+    /// Store `new` if the SPTE holds `old`; else the current value.
+    pub(crate) fn cmpxchg(self, old: Spte, new: Spte) -> core::result::Result<(), Spte> {
+        self.cell()
+            .compare_exchange(old.0, new.0, Ordering::SeqCst, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(Spte)
+    }
+
+    /// The SPTE as the atomic cell the freeze protocol works on.
+    pub(crate) fn atomic(&self) -> &AtomicU64 {
+        self.cell()
+    }
+
+    /// The table the SPTE is in.
+    pub(crate) fn table(self) -> Table {
+        let base = (self.0.as_ptr() as usize) & !(bindings::PAGE_SIZE as usize - 1);
+        // INVARIANT: the page holding a table entry is the table.
+        // SAFETY: a page-aligned address inside the same live page.
+        Table(unsafe { NonNull::new_unchecked(base as *mut u64) })
+    }
+
+    /// Whether the SPTE's value needs an atomic write because the CPU or
+    /// the fast page fault can set bits in it outside `mmu_lock`.
+    pub(crate) fn needs_atomic_update(old: Spte, level: Level) -> bool {
+        old.is_present()
+            && old.is_leaf(level)
+            // SAFETY: a pure function of the value.
+            && unsafe { bindings::spte_needs_atomic_update(old.0) }
+    }
+
+    fn raw(self) -> *mut u64 {
+        self.0.as_ptr()
+    }
+}
+
+/// How [`crate::iter::TdpIter`] reads kernel page tables.
+pub(crate) struct KernelTables;
+
+impl iter::Tables for KernelTables {
+    type Table = Table;
+
+    fn read(&self, table: Table, index: usize) -> u64 {
+        table.sptep(index).read().0
+    }
+
+    fn child(&self, spte: Spte) -> Table {
+        Table::child_of(spte)
+    }
+}
+
+/// A walk over the SPTEs of one root covering `[start, end)`, inside an RCU
+/// read-side section that it owns.
+///
+/// # Invariants
+///
+/// `rcu` is held whenever the iterator may read a table, and the iterator is
+/// marked yielded whenever it was released since the last step.
+pub(crate) struct Walk<'a> {
+    kvm: &'a Kvm,
+    iter: TdpIter<KernelTables>,
+    end: u64,
+    rcu: Option<rcu::Guard>,
+}
+
+impl<'a> Walk<'a> {
+    /// Walk `[start, end)` under `root` down to `min_level`. The caller keeps
+    /// `root` alive (a reference, or the vCPU's use of it).
+    pub(crate) fn new(kvm: &'a Kvm, root: Sp, min_level: Level, start: u64, end: u64) -> Self {
+        let rcu = rcu::read_lock();
+        let iter = TdpIter::start(
+            &KernelTables,
+            root.table(),
+            root.level(),
+            min_level,
+            start,
+            0,
+        )
+        .expect("a TDP MMU root walk");
+        Walk {
+            kvm,
+            iter,
+            end,
+            rcu: Some(rcu),
+        }
+    }
+
+    /// Whether the walk is on an SPTE of the range.
+    pub(crate) fn valid(&self) -> bool {
+        self.iter.valid() && self.iter.gfn() < self.end
+    }
+
+    pub(crate) fn next(&mut self) {
+        self.iter.next(&KernelTables);
+    }
+
+    pub(crate) fn gfn(&self) -> u64 {
+        self.iter.gfn()
+    }
+
+    pub(crate) fn level(&self) -> Level {
+        self.iter.level()
+    }
+
+    /// The SPTE as read when the walk moved to it (or as last refreshed).
+    pub(crate) fn old_spte(&self) -> Spte {
+        self.iter.old_spte()
+    }
+
+    pub(crate) fn set_old_spte(&mut self, spte: Spte) {
+        self.iter.set_old_spte(spte);
+    }
+
+    /// The current SPTE.
+    pub(crate) fn sptep(&self) -> Sptep {
+        let (table, index) = self.iter.position();
+        table.sptep(index)
+    }
+
+    /// Whether the walk should give up `mmu_lock` and the CPU: somebody
+    /// waits, and the walk moved since it last yielded.
+    fn need_resched(&self) -> bool {
+        // SAFETY: reads the current task's flag.
+        let resched = unsafe { bindings::need_resched() };
+        (resched || self.kvm.mmu_lock_contended())
+            && self.iter.next_last_level_gfn() != self.iter.yielded_gfn()
+    }
+
+    /// Yield `mmu_lock` (held as `how`) and the CPU if needed, flushing the
+    /// TLBs first when `flush`. True when it yielded: the caller moves on
+    /// with [`Walk::next`], which re-walks from the root.
+    pub(crate) fn cond_resched(&mut self, flush: bool, how: MmuLock) -> bool {
+        if !self.need_resched() {
+            return false;
+        }
+        if flush {
+            self.kvm.flush_remote_tlbs();
+        }
+        // INVARIANT: marked yielded before the section ends.
+        self.iter.set_yielded();
+        drop(self.rcu.take());
+        self.kvm.cond_resched_mmu_lock(how);
+        self.rcu = Some(rcu::read_lock());
+        true
+    }
+}
+
+/// A vCPU, `struct kvm_vcpu`.
+#[repr(transparent)]
+pub(crate) struct Vcpu(Opaque<bindings::kvm_vcpu>);
+
+impl Vcpu {
+    /// # Safety
+    ///
+    /// `ptr` points to a `struct kvm_vcpu` that outlives `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Vcpu {
+        // SAFETY: transparent wrapper, valid for `'a` by the caller.
+        unsafe { &*ptr.cast::<Vcpu>() }
+    }
+
+    fn raw(&self) -> *mut bindings::kvm_vcpu {
+        self.0.get()
+    }
+
+    fn mmu(&self) -> *mut bindings::kvm_mmu {
+        // SAFETY: a vCPU always has its current MMU.
+        unsafe { (*self.raw()).arch.mmu }
+    }
+
+    pub(crate) fn kvm(&self) -> &Kvm {
+        // SAFETY: a vCPU's VM outlives it.
+        unsafe { Kvm::from_raw((*self.raw()).kvm) }
+    }
+
+    /// The role of the roots this vCPU uses.
+    pub(crate) fn root_role(&self) -> RootRole {
+        // SAFETY: the current MMU's role, stable while the vCPU runs MMU
+        // code.
+        RootRole(unsafe { (*self.mmu()).root_role })
+    }
+
+    /// The level of the vCPU's TDP roots.
+    pub(crate) fn root_level(&self) -> i32 {
+        // SAFETY: as in `root_role`.
+        unsafe { (*self.mmu()).root_role.__bindgen_anon_1.level() as i32 }
+    }
+
+    /// The vCPU's current (direct) root.
+    pub(crate) fn root(&self) -> Option<Sp> {
+        // SAFETY: `root.hpa` is the physical address of a TDP MMU root's
+        // table, held by the vCPU's reference, or invalid.
+        let hpa = unsafe { (*self.mmu()).root.hpa };
+        if hpa == INVALID_PAGE {
+            return None;
+        }
+        Table::from_phys(hpa).map(Sp::of_table)
+    }
+
+    /// Make `root` the vCPU's root (`mirror`: its mirror root).
+    pub(crate) fn set_root(&self, root: Sp, mirror: bool) {
+        let hpa = root.table().phys();
+        // SAFETY: the vCPU's own MMU state, written by the vCPU thread.
+        unsafe {
+            if mirror {
+                (*self.mmu()).mirror_root_hpa = hpa;
+            } else {
+                (*self.mmu()).root.hpa = hpa;
+                (*self.mmu()).root.pgd = 0;
+            }
+        }
+    }
+
+    /// A page-table page from the vCPU's memory caches, for the SPTE
+    /// `parent` (`None` for a root) mapping `gfn`, with `role`.
+    pub(crate) fn alloc_sp(&self, parent: Option<Sptep>, gfn: u64, role: RootRole) -> Sp {
+        let ptep = parent.map_or(core::ptr::null_mut(), Sptep::raw);
+        // SAFETY: the caches were topped up before the fault or root load;
+        // the helper initializes the header for `ptep`.
+        unsafe {
+            Sp::from_raw(bindings::kvm_tdp_mmu_provider_alloc_sp(
+                self.raw(),
+                ptep,
+                gfn,
+                role.0,
+            ))
+        }
+    }
+
+    /// Whether `spte` denies the access of `fault`.
+    pub(crate) fn permission_fault(&self, spte: Spte, fault: &Fault) -> bool {
+        // SAFETY: a valid vCPU and fault.
+        unsafe {
+            bindings::kvm_tdp_mmu_provider_spte_permission_fault(self.raw(), spte.0, fault.raw())
+        }
+    }
+
+    /// Count an MMIO SPTE created for this vCPU's fault.
+    pub(crate) fn count_mmio_spte_created(&self) {
+        // SAFETY: the vCPU's own statistics, written by the vCPU thread.
+        unsafe { (*self.raw()).stat.pf_mmio_spte_created += 1 };
+    }
+}
+
+/// A page-table page role (`union kvm_mmu_page_role`).
+#[derive(Clone, Copy)]
+pub(crate) struct RootRole(bindings::kvm_mmu_page_role);
+
+impl RootRole {
+    pub(crate) fn word(self) -> u32 {
+        // SAFETY: the word covers the whole union.
+        unsafe { self.0.word }
+    }
+
+    pub(crate) fn access(self) -> u32 {
+        // SAFETY: the bitfield view of the union.
+        unsafe { self.0.__bindgen_anon_1.access() }
+    }
+
+    /// The role of a root for mirrored (TDX) memory.
+    pub(crate) fn with_mirror(mut self) -> Self {
+        // SAFETY: the bitfield view of the union.
+        unsafe { self.0.__bindgen_anon_1.set_is_mirror(1) };
+        self
+    }
+
+    /// The role of the pages one level below a page with this role.
+    pub(crate) fn child(mut self) -> Self {
+        // SAFETY: the bitfield view of the union.
+        unsafe {
+            let level = self.0.__bindgen_anon_1.level();
+            self.0.__bindgen_anon_1.set_level(level - 1);
+        }
+        self
+    }
+
+    /// The role of the page `sp`.
+    pub(crate) fn of(sp: Sp) -> Self {
+        RootRole(sp.role())
+    }
+}
+
+/// A page fault being handled, `struct kvm_page_fault`.
+#[repr(transparent)]
+pub(crate) struct Fault(Opaque<bindings::kvm_page_fault>);
+
+impl Fault {
+    /// # Safety
+    ///
+    /// `ptr` points to a `struct kvm_page_fault` that outlives `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_page_fault) -> &'a Fault {
+        // SAFETY: transparent wrapper, valid for `'a` by the caller.
+        unsafe { &*ptr.cast::<Fault>() }
+    }
+
+    fn raw(&self) -> *mut bindings::kvm_page_fault {
+        self.0.get()
+    }
+
+    fn get(&self) -> &bindings::kvm_page_fault {
+        // SAFETY: only the faulting vCPU's thread uses the fault; this
+        // module changes it only through `hugepage_adjust`, which takes
+        // `&self` and does not overlap with a live reference.
+        unsafe { &*self.raw() }
+    }
+
+    pub(crate) fn gfn(&self) -> u64 {
+        self.get().gfn
+    }
+
+    pub(crate) fn goal_level(&self) -> Level {
+        Level::new(self.get().goal_level).unwrap_or(Level::PG_4K)
+    }
+
+    pub(crate) fn req_level(&self) -> Level {
+        Level::new(self.get().req_level).unwrap_or(Level::PG_4K)
+    }
+
+    pub(crate) fn huge_page_disallowed(&self) -> bool {
+        self.get().huge_page_disallowed
+    }
+
+    pub(crate) fn nx_huge_page_workaround_enabled(&self) -> bool {
+        self.get().nx_huge_page_workaround_enabled
+    }
+
+    pub(crate) fn prefetch(&self) -> bool {
+        self.get().prefetch
+    }
+
+    pub(crate) fn write(&self) -> bool {
+        self.get().write
+    }
+
+    /// Whether the gfn has no memslot: an MMIO access.
+    pub(crate) fn is_mmio(&self) -> bool {
+        self.get().slot.is_null()
+    }
+
+    /// Choose the largest mapping level the host and the guest allow.
+    pub(crate) fn hugepage_adjust(&self, vcpu: &Vcpu) {
+        // SAFETY: the faulting vCPU's own fault, no reference into it held.
+        unsafe { bindings::kvm_mmu_hugepage_adjust(vcpu.raw(), self.raw()) };
+    }
+
+    /// Lower the goal level where an existing huge page was split for the
+    /// NX huge page workaround.
+    pub(crate) fn disallowed_hugepage_adjust(&self, spte: Spte, level: Level) {
+        // SAFETY: as in `hugepage_adjust`.
+        unsafe { bindings::disallowed_hugepage_adjust(self.raw(), spte.0, level.get().into()) };
+    }
+
+    /// The leaf SPTE for this fault at `gfn` in `sp`, replacing `old`; also
+    /// whether the mapping had to be write-protected.
+    pub(crate) fn make_spte(&self, vcpu: &Vcpu, sp: Sp, gfn: u64, old: Spte) -> (Spte, bool) {
+        let f = self.get();
+        let mut new = 0u64;
+        // SAFETY: valid vCPU, page, memslot and fault; `new` is written.
+        let wrprot = unsafe {
+            bindings::make_spte(
+                vcpu.raw(),
+                sp.raw(),
+                f.slot,
+                RootRole::of(sp).access(),
+                gfn,
+                f.pfn,
+                old.0,
+                f.prefetch,
+                false,
+                f.map_writable,
+                &mut new,
+            )
+        };
+        (Spte(new), wrprot)
+    }
+
+    /// An MMIO SPTE for `gfn`, tagged with the current memslot generation.
+    pub(crate) fn make_mmio_spte(&self, vcpu: &Vcpu, sp: Sp, gfn: u64) -> Spte {
+        // SAFETY: a valid vCPU.
+        Spte(unsafe { bindings::make_mmio_spte(vcpu.raw(), gfn, RootRole::of(sp).access()) })
+    }
+}
+
+/// The SPTE of a non-leaf entry pointing to `table`.
+pub(crate) fn make_nonleaf_spte(table: Table) -> Spte {
+    // SAFETY: `table` is a page table; the helper only encodes its address.
+    let ad_enabled = unsafe { bindings::kvm_tdp_mmu_provider_ad_enabled() };
+    // SAFETY: as above.
+    Spte(unsafe { bindings::make_nonleaf_spte(table.0.as_ptr(), !ad_enabled) })
+}
+
+/// Entry `index` of the table that splits the huge page `huge` into pages of
+/// the level of `role`.
+pub(crate) fn make_small_spte(kvm: &Kvm, huge: Spte, role: RootRole, index: usize) -> Spte {
+    // SAFETY: a valid VM; the helper only computes a value.
+    Spte(unsafe { bindings::make_small_spte(kvm.raw(), huge.0, role.0, index as c_int) })
+}
+
+/// The first gfn above what a TDP MMU walk may cover.
+pub(crate) fn max_gfn_exclusive() -> u64 {
+    // SAFETY: reads KVM's configuration.
+    unsafe { bindings::kvm_tdp_mmu_provider_max_gfn_exclusive() }
+}
+
+/// A gfn range of an MMU notifier or a memslot operation.
+#[repr(transparent)]
+pub(crate) struct GfnRange(Opaque<bindings::kvm_gfn_range>);
+
+impl GfnRange {
+    fn get(&self) -> &bindings::kvm_gfn_range {
+        // SAFETY: kvm.ko passes a valid range for the duration of the call.
+        unsafe { &*self.0.get() }
+    }
+
+    pub(crate) fn start(&self) -> u64 {
+        self.get().start
+    }
+
+    pub(crate) fn end(&self) -> u64 {
+        self.get().end
+    }
+
+    pub(crate) fn may_block(&self) -> bool {
+        self.get().may_block
+    }
+
+    /// The address space of the range's memslot.
+    pub(crate) fn as_id(&self) -> i32 {
+        // SAFETY: notifier ranges always carry their memslot.
+        unsafe { (*self.get().slot).as_id as i32 }
+    }
+}
+
+// The entry points kvm.ko calls. Each turns its raw arguments into the safe
+// types above; kvm.ko guarantees they are valid for the call, with the
+// locking of the corresponding kvm_tdp_mmu_*() function.
+
+extern "C" fn bind(_kvm: *mut bindings::kvm) -> bool {
     crate::bind_new_vms()
+}
+
+unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
+    // SAFETY: see above.
+    crate::roots::uninit(unsafe { Kvm::from_raw(kvm) });
+}
+
+unsafe extern "C" fn alloc_root(vcpu: *mut bindings::kvm_vcpu, mirror: bool) {
+    // SAFETY: see above.
+    crate::roots::alloc_root(unsafe { Vcpu::from_raw(vcpu) }, mirror);
+}
+
+unsafe extern "C" fn put_root(kvm: *mut bindings::kvm, root: *mut bindings::kvm_mmu_page) {
+    // SAFETY: see above; the caller owns a reference to `root`.
+    crate::roots::put_root(unsafe { Kvm::from_raw(kvm) }, unsafe { Sp::from_raw(root) });
+}
+
+unsafe extern "C" fn invalidate_roots(
+    kvm: *mut bindings::kvm,
+    types: bindings::kvm_tdp_mmu_root_types,
+) {
+    // SAFETY: see above.
+    crate::roots::invalidate_roots(unsafe { Kvm::from_raw(kvm) }, RootTypes(types));
+}
+
+unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool) {
+    let how = if shared {
+        MmuLock::Shared
+    } else {
+        MmuLock::Exclusive
+    };
+    // SAFETY: see above.
+    crate::roots::zap_invalidated_roots(unsafe { Kvm::from_raw(kvm) }, how);
+}
+
+unsafe extern "C" fn zap_all(kvm: *mut bindings::kvm) {
+    // SAFETY: see above.
+    crate::zap::zap_all(unsafe { Kvm::from_raw(kvm) });
+}
+
+unsafe extern "C" fn zap_leafs(kvm: *mut bindings::kvm, start: u64, end: u64, flush: bool) -> bool {
+    // SAFETY: see above.
+    crate::zap::zap_leafs(unsafe { Kvm::from_raw(kvm) }, start, end, flush)
+}
+
+unsafe extern "C" fn unmap_gfn_range(
+    kvm: *mut bindings::kvm,
+    range: *mut bindings::kvm_gfn_range,
+    flush: bool,
+) -> bool {
+    // SAFETY: see above; `GfnRange` is a transparent wrapper.
+    let range = unsafe { &*range.cast::<GfnRange>() };
+    // SAFETY: see above.
+    crate::zap::unmap_gfn_range(unsafe { Kvm::from_raw(kvm) }, range, flush)
+}
+
+unsafe extern "C" fn map(
+    vcpu: *mut bindings::kvm_vcpu,
+    fault: *mut bindings::kvm_page_fault,
+) -> c_int {
+    // SAFETY: see above.
+    let (vcpu, fault) = unsafe { (Vcpu::from_raw(vcpu), Fault::from_raw(fault)) };
+    crate::fault::map(vcpu, fault).to_c()
+}
+
+unsafe extern "C" fn get_walk(
+    vcpu: *mut bindings::kvm_vcpu,
+    addr: u64,
+    sptes: *mut u64,
+    root_level: *mut c_int,
+) -> c_int {
+    // SAFETY: see above.
+    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    // SAFETY: `root_level` is writable.
+    unsafe { *root_level = vcpu.root_level() };
+    // SAFETY: `sptes` has room for one SPTE per level
+    // (PT64_ROOT_MAX_LEVEL + 1), indexed by level.
+    let sptes = unsafe { core::slice::from_raw_parts_mut(sptes, Level::MAX.get() as usize + 1) };
+    crate::walk::get_walk(vcpu, addr, sptes)
+}
+
+unsafe extern "C" fn fast_pf_get_last_sptep(
+    vcpu: *mut bindings::kvm_vcpu,
+    gfn: u64,
+    spte: *mut u64,
+) -> *mut u64 {
+    // SAFETY: see above; the caller is in kvm_tdp_mmu_walk_lockless_begin(),
+    // an RCU read-side section that keeps the returned SPTE alive.
+    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    match crate::walk::last_spte(vcpu, gfn) {
+        Some((sptep, value)) => {
+            // SAFETY: `spte` is writable.
+            unsafe { *spte = value.0 };
+            sptep.raw()
+        }
+        None => core::ptr::null_mut(),
+    }
 }
 
 /// kvm_rtdp registered as kvm.ko's TDP MMU provider; unregistered on drop.
@@ -50,7 +1135,7 @@ extern "C" fn bind(_kvm: *mut c_void) -> bool {
 /// `ops` is the `struct kvm_tdp_mmu_ops` that kvm.ko holds as the registered
 /// provider; it neither moves nor changes until `drop` has unregistered it.
 pub(crate) struct ProviderRegistration {
-    ops: KBox<TdpMmuOps>,
+    ops: KBox<bindings::kvm_tdp_mmu_ops>,
 }
 
 // SAFETY: the ops table is immutable after registration, and kvm.ko reads it
@@ -65,26 +1150,63 @@ impl ProviderRegistration {
     /// another size; kvm.ko logs which.
     pub(crate) fn new(module: &'static ThisModule, name: &'static CStr) -> Result<Self> {
         let ops = KBox::new(
-            TdpMmuOps {
-                size: core::mem::size_of::<TdpMmuOps>(),
-                owner: module.as_ptr().cast(),
-                name: name.as_ptr(),
+            bindings::kvm_tdp_mmu_ops {
+                size: core::mem::size_of::<bindings::kvm_tdp_mmu_ops>(),
+                owner: module.as_ptr(),
+                name: name.as_ptr().cast(),
                 bind: Some(bind),
-                entries: [None; TDP_MMU_ENTRIES],
+                uninit: Some(uninit),
+                alloc_root: Some(alloc_root),
+                put_root: Some(put_root),
+                invalidate_roots: Some(invalidate_roots),
+                zap_invalidated_roots: Some(zap_invalidated_roots),
+                zap_all: Some(zap_all),
+                zap_leafs: Some(zap_leafs),
+                unmap_gfn_range: Some(unmap_gfn_range),
+                map: Some(map),
+                get_walk: Some(get_walk),
+                fast_pf_get_last_sptep: Some(fast_pf_get_last_sptep),
+                ..Default::default()
             },
             GFP_KERNEL,
         )?;
         // SAFETY: `ops` is a valid `struct kvm_tdp_mmu_ops` whose pointers
         // refer to 'static data; it stays allocated and unchanged until
         // `drop` unregisters it.
-        to_result(unsafe { kvm_tdp_mmu_register_provider(&*ops) })?;
+        to_result(unsafe { bindings::kvm_tdp_mmu_register_provider(&*ops) })?;
         // INVARIANT: registered just above; the box is never moved out of.
         Ok(Self { ops })
     }
 
     /// Number of entries served by Rust rather than kvm.ko's built-in code.
     pub(crate) fn served(&self) -> usize {
-        self.ops.entries.iter().filter(|e| e.is_some()).count()
+        let o = &*self.ops;
+        [
+            o.init.is_some(),
+            o.uninit.is_some(),
+            o.alloc_root.is_some(),
+            o.put_root.is_some(),
+            o.zap_leafs.is_some(),
+            o.zap_possible_nx_huge_page.is_some(),
+            o.zap_all.is_some(),
+            o.invalidate_roots.is_some(),
+            o.zap_invalidated_roots.is_some(),
+            o.map.is_some(),
+            o.unmap_gfn_range.is_some(),
+            o.age_gfn_range.is_some(),
+            o.test_age_gfn.is_some(),
+            o.wrprot_slot.is_some(),
+            o.clear_dirty_slot.is_some(),
+            o.clear_dirty_pt_masked.is_some(),
+            o.recover_huge_pages.is_some(),
+            o.write_protect_gfn.is_some(),
+            o.try_split_huge_pages.is_some(),
+            o.get_walk.is_some(),
+            o.fast_pf_get_last_sptep.is_some(),
+        ]
+        .iter()
+        .filter(|served| **served)
+        .count()
     }
 }
 
@@ -93,8 +1215,9 @@ impl Drop for ProviderRegistration {
         // SAFETY: by the type invariant `ops` is registered. No VM is bound
         // to it: each bound VM holds a reference to this module, so the
         // module (and with it this registration) cannot be going away.
-        unsafe { kvm_tdp_mmu_unregister_provider(&*self.ops) };
-        // Nothing of ours may still be queued once the module is gone.
+        unsafe { bindings::kvm_tdp_mmu_unregister_provider(&*self.ops) };
+        // Page tables freed by `Sp::free_after_grace_period` run our
+        // callback: wait for all of them before the module text goes away.
         kernel::sync::rcu::rcu_barrier();
     }
 }

@@ -12,6 +12,8 @@
 
 use kernel::prelude::*;
 
+#[path = "core/src/freeze.rs"]
+pub mod freeze;
 #[path = "core/src/iter.rs"]
 pub mod iter;
 #[path = "core/src/level.rs"]
@@ -21,8 +23,14 @@ pub mod mmio_gen;
 #[path = "core/src/spte.rs"]
 pub mod spte;
 
+mod changes;
+mod fault;
 mod kvm;
+mod pages;
+mod roots;
 mod tests;
+mod walk;
+mod zap;
 
 module! {
     type: KvmRtdp,

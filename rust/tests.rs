@@ -151,3 +151,41 @@ mod iter {
         Ok(())
     }
 }
+
+#[kunit_tests(rtdp_freeze)]
+mod freeze {
+    use crate::freeze::*;
+    use crate::spte::{Spte, FROZEN, MMU_PRESENT, NONPRESENT};
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    const LEAF: u64 = MMU_PRESENT | (0x42 << 12) | 0x7;
+
+    #[test]
+    fn freeze_finish() {
+        let cell = AtomicU64::new(LEAF);
+        let frozen = freeze(&cell, Spte(LEAF)).unwrap();
+        assert_eq!(cell.load(Ordering::Relaxed), FROZEN);
+        // Nobody else can freeze or exchange it meanwhile.
+        assert!(freeze(&cell, Spte(LEAF)).is_err());
+        assert!(cell
+            .compare_exchange(LEAF, NONPRESENT, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err());
+        frozen.finish(Spte(NONPRESENT));
+        assert_eq!(cell.load(Ordering::Relaxed), NONPRESENT);
+    }
+
+    #[test]
+    fn abandoned_freeze_restores() {
+        let cell = AtomicU64::new(LEAF);
+        drop(freeze(&cell, Spte(LEAF)).unwrap());
+        assert_eq!(cell.load(Ordering::Relaxed), LEAF);
+    }
+
+    #[test]
+    fn removed_entries_stay_frozen() {
+        let cell = AtomicU64::new(LEAF);
+        assert_eq!(freeze_removed(&cell, || {}), Spte(LEAF));
+        assert_eq!(cell.load(Ordering::Relaxed), FROZEN);
+        assert!(freeze(&cell, Spte(FROZEN)).is_err());
+    }
+}

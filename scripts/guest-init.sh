@@ -3,7 +3,8 @@
 #
 # The kernel command line selects the mode:
 #   rtdp.mode=run    load the modules, run the rtdp_smoke workload, report it
-#   rtdp.mode=check  load the modules, run /tests/plan, unload kvm_rtdp
+#   rtdp.mode=check  run /tests/plan on the C TDP MMU, load kvm_rtdp, run it
+#                    again on Rust, compare the columns, unload kvm_rtdp
 #
 # Results go to ttyS1 as lines the host reads (scripts/vm.sh):
 #   ok|not ok|skip <name> [# detail]     one per test
@@ -57,9 +58,8 @@ M=/lib/modules
 [ -f $M/irqbypass.ko ] && load irqbypass $M/irqbypass.ko
 load kvm $M/kvm.ko
 load kvm-amd $M/kvm-amd.ko
-dmesg_before=$(dmesg | wc -l)
-load kvm_rtdp $M/kvm_rtdp.ko
-say "# kvm.tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) kvm_amd.npt=$(cat /sys/module/kvm_amd/parameters/npt) kvm.tdp_mmu_provider=$(cat /sys/module/kvm/parameters/tdp_mmu_provider 2>/dev/null)"
+
+provider() { cat /sys/module/kvm/parameters/tdp_mmu_provider 2>/dev/null; }
 
 # A second provider must be refused while kvm_rtdp is registered, and so must
 # an ops table of another layout; insmod reports kvm.ko's error.
@@ -75,57 +75,101 @@ refused() { # refused NAME WANT-ERROR insmod-args...
 		result "not ok" "$name" "$out"
 	fi
 }
-if [ "$mode" = check ]; then
-	refused "second provider refused (EBUSY)" "busy" $M/kvm_rtdp_second.ko
-	refused "provider with another ops layout refused (EINVAL)" "invalid" \
-		$M/kvm_rtdp_second.ko bad_size=1
-fi
-dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' >&3
 
-# KUnit ran at insmod: turn the KTAP it logged then (not the kernel's own
-# boot-time suites) into one line per case.
-kunit_results() {
-	dmesg | tail -n +$((dmesg_before + 1)) | awk -f /lib/kunit-results.awk
+# Load kvm_rtdp; in check mode also test the refusals, and report the KTAP
+# that its KUnit suites logged at insmod (not the kernel's boot-time suites)
+# as one line per case.
+load_rtdp() {
+	dmesg_before=$(dmesg | wc -l)
+	load kvm_rtdp $M/kvm_rtdp.ko
+	say "# kvm.tdp_mmu=$(cat /sys/module/kvm/parameters/tdp_mmu) kvm_amd.npt=$(cat /sys/module/kvm_amd/parameters/npt) kvm.tdp_mmu_provider=$(provider)"
+	if [ "$mode" = check ]; then
+		refused "second provider refused (EBUSY)" "busy" $M/kvm_rtdp_second.ko
+		refused "provider with another ops layout refused (EINVAL)" "invalid" \
+			$M/kvm_rtdp_second.ko bad_size=1
+	fi
+	dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' >&3
+	if [ "$mode" = check ]; then
+		dmesg | tail -n +$((dmesg_before + 1)) | awk -f /lib/kunit-results.awk >&3
+	fi
 }
 
-run_test() { # run_test name timeout cmd...
-	name=$1 t=$2
-	shift 2
+: >/tmp/columns
+run_test() { # run_test column name timeout cmd...
+	col=$1 name=$2 t=$3
+	shift 3
 	start=$(cut -d. -f1 /proc/uptime)
 	bin=$1
 	shift
-	(cd /tests && timeout -s KILL "$t" "./$bin" "$@") >/tmp/log/"${name##*/}".log 2>&1
+	log=/tmp/log/$col.${name##*/}.log
+	(cd /tests && timeout -s KILL "$t" "./$bin" "$@") >"$log" 2>&1
 	rc=$?
 	secs=$(($(cut -d. -f1 /proc/uptime) - start))
 	case $rc in
-	0) result ok "$name" "${secs}s" ;;
-	4) result skip "$name" "SKIP $(grep -m1 -i skip /tmp/log/"${name##*/}".log)" ;;
-	137) result "not ok" "$name" "TIMEOUT after ${t}s" ;;
-	*) result "not ok" "$name" "exit $rc after ${secs}s" ;;
+	0) st=ok; result ok "$col/$name" "${secs}s" ;;
+	4) st=skip; result skip "$col/$name" "SKIP $(grep -m1 -i skip "$log")" ;;
+	137) st=fail; result "not ok" "$col/$name" "TIMEOUT after ${t}s" ;;
+	*) st=fail; result "not ok" "$col/$name" "exit $rc after ${secs}s" ;;
 	esac
+	echo "$name $col $st ${secs}s" >>/tmp/columns
 	if [ $rc -ne 0 ] || [ "$mode" = run ]; then
-		tail -n 25 /tmp/log/"${name##*/}".log | sed 's/^/# | /' >&3
+		tail -n 25 "$log" | sed 's/^/# | /' >&3
+	fi
+}
+
+run_column() { # run_column c|rust
+	while read -r name cols t cmd; do
+		case "$name" in "" | \#*) continue ;; esac
+		[ "$cols" = both ] || [ "$1" = rust ] || continue
+		# shellcheck disable=SC2086
+		run_test "$1" "$name" "$t" $cmd
+	done </tests/plan
+}
+
+# The two columns side by side, and whether every test that passed on C
+# passed on Rust.
+compare_columns() {
+	say "# test                              C          Rust"
+	awk '
+		{ st[$1 " " $2] = $3 " " $4; if (!($1 in seen)) { seen[$1] = 1; order[n++] = $1 } }
+		END {
+			for (i = 0; i < n; i++) {
+				t = order[i]
+				c = (t " c") in st ? st[t " c"] : "-"
+				r = (t " rust") in st ? st[t " rust"] : "-"
+				printf "# %-33s %-10s %s\n", t, c, r
+			}
+		}' /tmp/columns >&3
+	lost=$(awk '$2 == "c" && $3 == "ok" { c[$1] = 1 } $2 == "rust" && $3 == "ok" { r[$1] = 1 }
+		END { for (t in c) if (!(t in r)) printf "%s ", t }' /tmp/columns)
+	if [ -z "$lost" ]; then
+		result ok "every test passing on C passes on Rust"
+	else
+		result "not ok" "every test passing on C passes on Rust" "not on Rust: $lost"
 	fi
 }
 
 case "$mode" in
 run)
+	load_rtdp
 	# The plan's own rtdp_smoke entry, so the two modes cannot drift apart.
 	# shellcheck disable=SC2046
 	set -- $(grep '^rtdp_smoke[[:space:]]' /tests/plan)
-	if [ $# -ge 3 ]; then
-		run_test "$@"
+	if [ $# -ge 4 ]; then
+		name=$1 t=$3
+		shift 3
+		run_test rust "$name" "$t" "$@"
 	else
 		result "not ok" rtdp_smoke "no rtdp_smoke entry in /tests/plan"
 	fi
 	;;
 check)
-	kunit_results >&3
-	while read -r name t cmd; do
-		case "$name" in "" | \#*) continue ;; esac
-		# shellcheck disable=SC2086
-		run_test "$name" "$t" $cmd
-	done </tests/plan
+	say "# C column: VMs on kvm.ko's TDP MMU (kvm.tdp_mmu_provider=$(provider))"
+	run_column c
+	load_rtdp
+	say "# Rust column: VMs bound to kvm_rtdp"
+	run_column rust
+	compare_columns
 	if out=$(rmmod kvm_rtdp 2>&1) && [ ! -d /sys/module/kvm_rtdp ]; then
 		result ok "unload kvm_rtdp"
 	else

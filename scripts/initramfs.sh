@@ -31,7 +31,7 @@ cp "$(dirname "$ko")/../selftests/modules/kvm_rtdp_second.ko" "$root/lib/modules
 
 plan="$RTDP_ROOT/selftests/vm-tests.list"
 cp "$plan" "$root/tests/plan"
-awk '!/^[[:space:]]*(#|$)/ { print $3 }' "$plan" | sort -u | while read -r bin; do
+awk '!/^[[:space:]]*(#|$)/ { print $4 }' "$plan" | sort -u | while read -r bin; do
 	[ -x "$RTDP_SELFTESTS/$bin" ] || die "selftest $bin not built (in $RTDP_SELFTESTS)"
 	mkdir -p "$root/tests/$(dirname "$bin")"
 	cp "$RTDP_SELFTESTS/$bin" "$root/tests/$bin"

@@ -14,8 +14,9 @@ outdir=$3
 
 RTDP_VM_MEM=${RTDP_VM_MEM:-4G}
 RTDP_VM_CPUS=${RTDP_VM_CPUS:-2}
-# Whole-VM limit: the per-test timeouts of the plan plus boot and slack.
-limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $2 } END { print t + 180 }' \
+# Whole-VM limit: the per-test timeouts of the plan, per column, plus boot
+# and slack.
+limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 == "both" ? 2 : 1) } END { print t + 180 }' \
 	"$RTDP_ROOT/selftests/vm-tests.list")
 
 mkdir -p "$outdir"

@@ -12,6 +12,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod freeze;
 pub mod iter;
 pub mod level;
 pub mod mmio_gen;

@@ -104,6 +104,12 @@ impl Spte {
         level.get() == Level::PG_4K.get() || self.0 & PAGE_SIZE != 0
     }
 
+    /// Whether the SPTE has the page-size bit: a huge page, when present
+    /// above 4KiB (`is_large_pte`).
+    pub const fn is_huge(self) -> bool {
+        self.0 & PAGE_SIZE != 0
+    }
+
     /// Page frame the SPTE points to: memory for a leaf, the next table
     /// otherwise (`spte_to_pfn`).
     pub const fn pfn(self) -> u64 {

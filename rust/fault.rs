@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The fault path: building the translation of a faulting gfn.
+//!
+//! Runs with `mmu_lock` held for read, concurrently with other faults,
+//! zaps under the read lock and the lockless fast page fault. Tables are
+//! linked by compare-and-exchange; a fault that loses a race, or meets a
+//! frozen SPTE, returns [`PfResult::Retry`] and the vCPU faults again.
+
+use kernel::prelude::*;
+
+use crate::changes;
+use crate::kvm::{make_nonleaf_spte, make_small_spte, Fault, PfResult, RootRole, Sp, Vcpu, Walk};
+use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::pages;
+
+/// Handle `fault` of `vcpu` on its current root.
+pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
+    let kvm = vcpu.kvm();
+    let Some(root) = vcpu.root() else {
+        kernel::warn_on!(true);
+        return PfResult::Retry;
+    };
+    if kernel::warn_on!(root.is_invalid()) {
+        return PfResult::Retry;
+    }
+
+    fault.hugepage_adjust(vcpu);
+
+    let mut walk = Walk::new(kvm, root, Level::PG_4K, fault.gfn(), fault.gfn() + 1);
+    while walk.valid() {
+        if fault.nx_huge_page_workaround_enabled() {
+            fault.disallowed_hugepage_adjust(walk.old_spte(), walk.level());
+        }
+        let old = walk.old_spte();
+        // Somebody is removing or changing this SPTE: don't build under it.
+        if old.is_frozen() {
+            return PfResult::Retry;
+        }
+        if walk.level() == fault.goal_level() {
+            return map_target_level(vcpu, fault, &mut walk);
+        }
+        if old.is_present() && !old.is_huge() {
+            walk.next();
+            continue;
+        }
+
+        // Not present, or a huge page to split: link a new table.
+        let parent = Sp::of_table(walk.sptep().table());
+        let sp = vcpu.alloc_sp(Some(walk.sptep()), walk.gfn(), RootRole::of(parent).child());
+        sp.set_nx_huge_page_disallowed(fault.huge_page_disallowed());
+        let linked = if old.is_present() {
+            split_huge_page(vcpu, &mut walk, sp)
+        } else {
+            changes::set_shared(kvm, &mut walk, make_nonleaf_spte(sp.table()))
+        };
+        if linked.is_err() {
+            sp.free_unused();
+            return PfResult::Retry;
+        }
+        pages::linked(
+            kvm,
+            sp,
+            fault.huge_page_disallowed(),
+            fault.req_level(),
+            walk.level(),
+        );
+        walk.next();
+    }
+
+    // The walk ended above the goal level, e.g. at a table being freed.
+    PfResult::Retry
+}
+
+/// Replace the huge page under `walk` with the table `sp` mapping the same
+/// memory in pages one level smaller.
+fn split_huge_page(vcpu: &Vcpu, walk: &mut Walk<'_>, sp: Sp) -> Result<(), changes::Busy> {
+    let kvm = vcpu.kvm();
+    let huge = walk.old_spte();
+    let role = RootRole::of(sp);
+    let table = sp.table();
+    // Nobody sees `sp` before it is linked: plain writes.
+    for i in 0..SPTE_ENT_PER_PAGE {
+        table.sptep(i).write(make_small_spte(kvm, huge, role, i));
+    }
+    changes::set_shared(kvm, walk, make_nonleaf_spte(table))?;
+    // The huge leaf's statistics went with it; account the new leaves.
+    if let Some(lower) = walk.level().lower() {
+        kvm.update_page_stats(lower, SPTE_ENT_PER_PAGE as i32);
+    }
+    Ok(())
+}
+
+/// Install the leaf (or MMIO) SPTE of `fault` under `walk`, at the goal
+/// level.
+fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult {
+    let kvm = vcpu.kvm();
+    let sp = Sp::of_table(walk.sptep().table());
+    let level = walk.level();
+    let old = walk.old_spte();
+
+    if kernel::warn_on!(sp.level() != fault.goal_level()) {
+        return PfResult::Retry;
+    }
+    // Another vCPU fixed it first.
+    if old.is_present()
+        && old.is_leaf(level)
+        && (fault.prefetch() || !vcpu.permission_fault(old, fault))
+    {
+        return PfResult::Spurious;
+    }
+
+    let (new, wrprot) = if fault.is_mmio() {
+        (fault.make_mmio_spte(vcpu, sp, walk.gfn()), false)
+    } else {
+        fault.make_spte(vcpu, sp, walk.gfn(), old)
+    };
+
+    let mut ret = PfResult::Fixed;
+    if new == old {
+        ret = PfResult::Spurious;
+    } else if changes::set_shared(kvm, walk, new).is_err() {
+        return PfResult::Retry;
+    } else if old.is_present() && !old.is_leaf(level) {
+        // A table was replaced by a huge page: its translations may be
+        // cached.
+        kvm.flush_remote_tlbs_gfn(walk.gfn(), level);
+    }
+
+    // A write to a page that must stay write-protected is emulated.
+    if wrprot && fault.write() {
+        ret = PfResult::WriteProtected;
+    }
+    if kvm.is_mmio_spte(new) {
+        vcpu.count_mmio_spte_created();
+        ret = PfResult::Emulate;
+    }
+    ret
+}

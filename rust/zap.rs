@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Zapping: removing mappings, leaf by leaf or whole roots.
+//!
+//! TLB flushes are batched: a zap reports whether one is needed and the
+//! caller flushes once, before it drops `mmu_lock` (or the zap flushes
+//! before it yields the lock). Zapping in an invalid root needs no flush:
+//! no vCPU enters the guest on an invalid root.
+
+use crate::changes;
+use crate::kvm::{max_gfn_exclusive, GfnRange, Kvm, MmuLock, RootTypes, Sp, Walk};
+use crate::level::Level;
+use crate::roots::Roots;
+use crate::spte::{Spte, NONPRESENT};
+
+/// Zap every SPTE of `root`. In passes of decreasing granularity (4KiB,
+/// 2MiB, 1GiB, then the top level), so that each step is small and yielding
+/// comes often.
+pub(crate) fn zap_root(kvm: &Kvm, root: Sp, how: MmuLock) {
+    kernel::warn_on!(root.root_refs() == 0);
+    for level in [Level::PG_4K, Level::PG_2M, Level::PG_1G, root.level()] {
+        if level <= root.level() {
+            zap_root_at(kvm, root, level, how);
+        }
+    }
+}
+
+fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
+    let mut walk = Walk::new(kvm, root, zap_level, 0, max_gfn_exclusive());
+    while walk.valid() {
+        if walk.cond_resched(false, how) {
+            walk.next();
+            continue;
+        }
+        if !walk.old_spte().is_present() || walk.level() > zap_level {
+            walk.next();
+            continue;
+        }
+        // Busy: somebody changed the SPTE; look at it again.
+        if changes::set(kvm, &mut walk, Spte(NONPRESENT), how).is_ok() {
+            walk.next();
+        }
+    }
+}
+
+/// Zap the leaf SPTEs of `root` in `[start, end)`, holding `mmu_lock` for
+/// write and yielding it if `can_yield`. Returns whether a TLB flush is
+/// due, `flush` included.
+fn zap_leafs_in(
+    kvm: &Kvm,
+    root: Sp,
+    start: u64,
+    end: u64,
+    can_yield: bool,
+    mut flush: bool,
+) -> bool {
+    let end = end.min(max_gfn_exclusive());
+    let mut walk = Walk::new(kvm, root, Level::PG_4K, start, end);
+    while walk.valid() {
+        if can_yield && walk.cond_resched(flush, MmuLock::Exclusive) {
+            flush = false;
+            walk.next();
+            continue;
+        }
+        let old = walk.old_spte();
+        if old.is_present() && old.is_leaf(walk.level()) {
+            changes::set_exclusive(kvm, &mut walk, Spte(NONPRESENT));
+            flush |= !root.is_invalid();
+        }
+        walk.next();
+    }
+    flush
+}
+
+/// Zap the leaf SPTEs in `[start, end)` of every valid root.
+pub(crate) fn zap_leafs(kvm: &Kvm, start: u64, end: u64, mut flush: bool) -> bool {
+    for root in Roots::new(kvm, RootTypes::VALID, None) {
+        flush = zap_leafs_in(kvm, root, start, end, true, flush);
+    }
+    flush
+}
+
+/// Zap the leaf SPTEs that an MMU notifier range covers, in every direct
+/// root of its address space, invalid roots included: the pages are going
+/// away whoever maps them.
+pub(crate) fn unmap_gfn_range(kvm: &Kvm, range: &GfnRange, mut flush: bool) -> bool {
+    let types = RootTypes::DIRECT.union(RootTypes::INVALID);
+    for root in Roots::new(kvm, types, Some(range.as_id())) {
+        flush = zap_leafs_in(
+            kvm,
+            root,
+            range.start(),
+            range.end(),
+            range.may_block(),
+            flush,
+        );
+    }
+    flush
+}
+
+/// Zap every direct root, invalid ones included. No TLB flush: this runs
+/// only when no vCPU can enter the guest again.
+pub(crate) fn zap_all(kvm: &Kvm) {
+    let types = RootTypes::DIRECT.union(RootTypes::INVALID);
+    for root in Roots::new(kvm, types, None) {
+        zap_root(kvm, root, MmuLock::Exclusive);
+    }
+}
