@@ -12,11 +12,14 @@ use kernel::prelude::*;
 use crate::changes;
 use crate::kvm::{make_nonleaf_spte, make_small_spte, Fault, PfResult, RootRole, Sp, Vcpu, Walk};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::mmio;
 use crate::pages;
+use crate::vm::Stats;
 
 /// Handle `fault` of `vcpu` on its current root.
 pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
     let kvm = vcpu.kvm();
+    let stats = &kvm.state().stats;
     let Some(root) = vcpu.root() else {
         kernel::warn_on!(true);
         return PfResult::Retry;
@@ -35,6 +38,7 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
         let old = walk.old_spte();
         // Somebody is removing or changing this SPTE: don't build under it.
         if old.is_frozen() {
+            Stats::count(&stats.retries_frozen);
             return PfResult::Retry;
         }
         if walk.level() == fault.goal_level() {
@@ -56,8 +60,10 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
         };
         if linked.is_err() {
             sp.free_unused();
+            Stats::count(&stats.retries_raced);
             return PfResult::Retry;
         }
+        Stats::count(&stats.tables_linked);
         pages::linked(
             kvm,
             sp,
@@ -107,19 +113,22 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
         && old.is_leaf(level)
         && (fault.prefetch() || !vcpu.permission_fault(old, fault))
     {
+        Stats::count(&kvm.state().stats.faults_spurious);
         return PfResult::Spurious;
     }
 
     let (new, wrprot) = if fault.is_mmio() {
-        (fault.make_mmio_spte(vcpu, sp, walk.gfn()), false)
+        (mmio::make(vcpu, sp, walk.gfn()), false)
     } else {
         fault.make_spte(vcpu, sp, walk.gfn(), old)
     };
 
+    let stats = &kvm.state().stats;
     let mut ret = PfResult::Fixed;
     if new == old {
         ret = PfResult::Spurious;
     } else if changes::set_shared(kvm, walk, new).is_err() {
+        Stats::count(&stats.retries_raced);
         return PfResult::Retry;
     } else if old.is_present() && !old.is_leaf(level) {
         // A table was replaced by a huge page: its translations may be
@@ -133,7 +142,12 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
     }
     if kvm.is_mmio_spte(new) {
         vcpu.count_mmio_spte_created();
+        Stats::count(&stats.mmio_sptes);
         ret = PfResult::Emulate;
+    }
+    match ret {
+        PfResult::Spurious => Stats::count(&stats.faults_spurious),
+        _ => Stats::count(&stats.faults_fixed),
     }
     ret
 }

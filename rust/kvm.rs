@@ -28,15 +28,20 @@ use core::ffi::{c_int, CStr};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use kernel::sync::raw_rwlock::{RawRwLock, RawRwLockReadGuard, RawRwLockWriteGuard};
 use kernel::{bindings, error::to_result, prelude::*, sync::rcu, types::Opaque};
 
 use crate::iter::{self, TdpIter};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::mmio_gen::MmioMasks;
 use crate::spte::{Spte, BASE_ADDR_MASK};
+use crate::vm::VmState;
 
 /// Entries of `struct kvm_tdp_mmu_ops` after `bind` (`KVM_TDP_MMU_NR_ENTRIES`):
 /// `init`, `uninit` and one per `kvm_tdp_mmu_*()` entry point.
 pub(crate) const TDP_MMU_ENTRIES: usize = bindings::KVM_TDP_MMU_NR_ENTRIES as usize;
+/// Hooks into the rest of KVM's MMU after the entries (`KVM_TDP_MMU_NR_HOOKS`).
+pub(crate) const TDP_MMU_HOOKS: usize = bindings::KVM_TDP_MMU_NR_HOOKS as usize;
 
 /// Result of [`crate::fault::map`], as `kvm_mmu_do_page_fault()` reads it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -135,9 +140,62 @@ impl Kvm {
         unsafe { &raw mut (*self.raw()).arch }
     }
 
-    fn mmu_lock(&self) -> *mut bindings::rwlock_t {
-        // SAFETY: as in `arch`.
-        unsafe { &raw mut (*self.raw()).mmu_lock }
+    fn mmu_lock(&self) -> &RawRwLock {
+        // SAFETY: `mmu_lock` is initialized at VM creation and lives as long
+        // as the VM.
+        unsafe { RawRwLock::from_raw(&raw mut (*self.raw()).mmu_lock) }
+    }
+
+    fn state_slot(&self) -> *mut *mut core::ffi::c_void {
+        // SAFETY: field address of a valid VM.
+        unsafe { &raw mut (*self.arch()).tdp_mmu_provider_data }
+    }
+
+    /// Give the VM its state; from the `init` entry, before any other.
+    pub(crate) fn set_state(&self, state: KBox<VmState>) {
+        // SAFETY: `init` runs before any other entry of the VM, alone.
+        unsafe { *self.state_slot() = KBox::into_raw(state).cast() };
+    }
+
+    /// Take the VM's state back; from the `uninit` entry, after every other.
+    pub(crate) fn take_state(&self) -> KBox<VmState> {
+        // SAFETY: `uninit` runs after every other entry of the VM, alone;
+        // the slot holds the box `set_state` stored (the invariant of
+        // `crate::vm`).
+        unsafe {
+            let state = core::ptr::replace(self.state_slot(), core::ptr::null_mut());
+            KBox::from_raw(state.cast())
+        }
+    }
+
+    /// The VM's state, between `init` and `uninit`.
+    pub(crate) fn state(&self) -> &VmState {
+        // SAFETY: entries other than `init` and `uninit` run between them,
+        // while the box lives (the invariant of `crate::vm`).
+        unsafe { &*(*self.state_slot()).cast::<VmState>() }
+    }
+
+    /// How this VM's MMIO SPTEs are laid out.
+    pub(crate) fn mmio_masks(&self) -> MmioMasks {
+        // SAFETY: the per-VM MMIO value is set at VM creation (and by SEV-ES
+        // setup, under kvm->lock, before vCPUs run); the global masks are
+        // fixed while the vendor module is loaded, which a VM pins.
+        unsafe {
+            MmioMasks {
+                value: core::ptr::read_volatile(&raw const (*self.arch()).shadow_mmio_value),
+                access: bindings::shadow_mmio_access_mask,
+                nonpresent_or_rsvd: bindings::shadow_nonpresent_or_rsvd_mask,
+                nonpresent_or_rsvd_lower_gfn: bindings::shadow_nonpresent_or_rsvd_lower_gfn_mask,
+            }
+        }
+    }
+
+    /// Whether the VM mirrors its private memory into an external page
+    /// table (TDX).
+    pub(crate) fn has_mirrored_tdp(&self) -> bool {
+        // SAFETY: the type is set before the MMU is initialized and never
+        // changes.
+        u32::from(unsafe { (*self.arch()).vm_type }) == bindings::KVM_X86_TDX_VM
     }
 
     /// Flush every vCPU's TLB for this VM.
@@ -171,33 +229,34 @@ impl Kvm {
 
     /// Whether another thread waits for `mmu_lock`.
     pub(crate) fn mmu_lock_contended(&self) -> bool {
-        // SAFETY: `mmu_lock` is an initialized rwlock of a valid VM.
-        unsafe { bindings::rwlock_needbreak(self.mmu_lock()) }
+        self.mmu_lock().needbreak()
     }
 
     /// Take `mmu_lock` as `how`, for entries that kvm.ko calls without it.
     pub(crate) fn lock_mmu(&self, how: MmuLock) -> MmuLockGuard<'_> {
-        // SAFETY: `mmu_lock` is an initialized rwlock; the guard unlocks it
-        // in the same mode.
-        unsafe {
-            match how {
-                MmuLock::Shared => bindings::read_lock(self.mmu_lock()),
-                MmuLock::Exclusive => bindings::write_lock(self.mmu_lock()),
-            }
+        match how {
+            MmuLock::Shared => MmuLockGuard::Shared {
+                _guard: self.mmu_lock().read(),
+            },
+            MmuLock::Exclusive => MmuLockGuard::Exclusive {
+                _guard: self.mmu_lock().write(),
+            },
         }
-        MmuLockGuard { kvm: self, how }
     }
 
     /// Drop and retake `mmu_lock`, held as `how`, if another thread waits
-    /// for it or this one should reschedule. Must not be called in an RCU
-    /// read-side section.
-    fn cond_resched_mmu_lock(&self, how: MmuLock) {
-        // SAFETY: the caller holds `mmu_lock` as `how` (the entry point's
-        // contract), and is outside RCU read-side sections.
+    /// for it or this one should reschedule.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `mmu_lock` as `how`, relies on nothing it protects
+    /// across the call, and is outside RCU read-side sections.
+    unsafe fn cond_resched_mmu_lock(&self, how: MmuLock) {
+        // SAFETY: the caller's guarantees.
         unsafe {
             match how {
-                MmuLock::Shared => bindings::cond_resched_rwlock_read(self.mmu_lock()),
-                MmuLock::Exclusive => bindings::cond_resched_rwlock_write(self.mmu_lock()),
+                MmuLock::Shared => self.mmu_lock().cond_resched_read(),
+                MmuLock::Exclusive => self.mmu_lock().cond_resched_write(),
             }
         };
     }
@@ -261,22 +320,10 @@ impl Kvm {
     }
 }
 
-/// `mmu_lock`, taken by this module.
-pub(crate) struct MmuLockGuard<'a> {
-    kvm: &'a Kvm,
-    how: MmuLock,
-}
-
-impl Drop for MmuLockGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: taken as `how` by `Kvm::lock_mmu`.
-        unsafe {
-            match self.how {
-                MmuLock::Shared => bindings::read_unlock(self.kvm.mmu_lock()),
-                MmuLock::Exclusive => bindings::write_unlock(self.kvm.mmu_lock()),
-            }
-        }
-    }
+/// `mmu_lock`, taken by this module; released on drop.
+pub(crate) enum MmuLockGuard<'a> {
+    Shared { _guard: RawRwLockReadGuard<'a> },
+    Exclusive { _guard: RawRwLockWriteGuard<'a> },
 }
 
 /// `tdp_mmu_pages_lock`, held.
@@ -387,6 +434,11 @@ impl Sp {
     pub(crate) fn as_id(self) -> i32 {
         // SAFETY: reading the bitfield view of the role union.
         unsafe { self.role().__bindgen_anon_1.smm() as i32 }
+    }
+
+    /// The guest access the page's SPTEs allow.
+    pub(crate) fn access(self) -> u32 {
+        RootRole::of(self).access()
     }
 
     /// Whether the page belongs to a mirror root (TDX).
@@ -509,7 +561,7 @@ impl Sp {
         // SAFETY: the caller owns `self`; `rcu_head` is unused until now and
         // the callback frees the page exactly once. The module waits for
         // its callbacks before unloading (`ProviderRegistration::drop`).
-        unsafe { bindings::call_rcu(&raw mut (*self.raw()).callback_head, Some(free_sp_rcu)) };
+        unsafe { rcu::call_rcu(&raw mut (*self.raw()).callback_head, free_sp_rcu) };
     }
 }
 
@@ -732,7 +784,10 @@ impl<'a> Walk<'a> {
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
         drop(self.rcu.take());
-        self.kvm.cond_resched_mmu_lock(how);
+        // SAFETY: the walk's caller holds `mmu_lock` as `how` (its entry's
+        // contract); the walk re-walks from the root after this, so nothing
+        // read under the lock is used again; the RCU section just ended.
+        unsafe { self.kvm.cond_resched_mmu_lock(how) };
         self.rcu = Some(rcu::read_lock());
         true
     }
@@ -825,6 +880,13 @@ impl Vcpu {
         unsafe {
             bindings::kvm_tdp_mmu_provider_spte_permission_fault(self.raw(), spte.0, fault.raw())
         }
+    }
+
+    /// The memslot generation this vCPU's MMIO SPTEs are made and checked
+    /// under.
+    pub(crate) fn memslots_generation(&self) -> u64 {
+        // SAFETY: a valid vCPU, in a fault (kvm->srcu held).
+        unsafe { bindings::kvm_tdp_mmu_provider_memslots_generation(self.raw()) }
     }
 
     /// Count an MMIO SPTE created for this vCPU's fault.
@@ -965,12 +1027,6 @@ impl Fault {
         };
         (Spte(new), wrprot)
     }
-
-    /// An MMIO SPTE for `gfn`, tagged with the current memslot generation.
-    pub(crate) fn make_mmio_spte(&self, vcpu: &Vcpu, sp: Sp, gfn: u64) -> Spte {
-        // SAFETY: a valid vCPU.
-        Spte(unsafe { bindings::make_mmio_spte(vcpu.raw(), gfn, RootRole::of(sp).access()) })
-    }
 }
 
 /// The SPTE of a non-leaf entry pointing to `table`.
@@ -1027,13 +1083,32 @@ impl GfnRange {
 // types above; kvm.ko guarantees they are valid for the call, with the
 // locking of the corresponding kvm_tdp_mmu_*() function.
 
-extern "C" fn bind(_kvm: *mut bindings::kvm) -> bool {
-    crate::bind_new_vms()
+extern "C" fn bind(kvm: *mut bindings::kvm) -> bool {
+    // SAFETY: see above; `bind` runs before `init`, at VM creation.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    if !crate::bind_new_vms() {
+        return false;
+    }
+    if kvm.has_mirrored_tdp() {
+        pr_info!("a TDX VM stays on the C TDP MMU: kvm_rtdp does not propagate to external page tables\n");
+        return false;
+    }
+    true
+}
+
+unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
+    // SAFETY: see above.
+    match crate::vm::init(unsafe { Kvm::from_raw(kvm) }) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
 
 unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
     // SAFETY: see above.
-    crate::roots::uninit(unsafe { Kvm::from_raw(kvm) });
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    crate::roots::uninit(kvm);
+    crate::vm::uninit(kvm);
 }
 
 unsafe extern "C" fn alloc_root(vcpu: *mut bindings::kvm_vcpu, mirror: bool) {
@@ -1110,6 +1185,11 @@ unsafe extern "C" fn get_walk(
     crate::walk::get_walk(vcpu, addr, sptes)
 }
 
+unsafe extern "C" fn check_mmio_spte(vcpu: *mut bindings::kvm_vcpu, spte: u64) -> bool {
+    // SAFETY: see above.
+    crate::mmio::check(unsafe { Vcpu::from_raw(vcpu) }, Spte(spte))
+}
+
 unsafe extern "C" fn fast_pf_get_last_sptep(
     vcpu: *mut bindings::kvm_vcpu,
     gfn: u64,
@@ -1155,6 +1235,7 @@ impl ProviderRegistration {
                 owner: module.as_ptr(),
                 name: name.as_ptr().cast(),
                 bind: Some(bind),
+                init: Some(init),
                 uninit: Some(uninit),
                 alloc_root: Some(alloc_root),
                 put_root: Some(put_root),
@@ -1166,6 +1247,7 @@ impl ProviderRegistration {
                 map: Some(map),
                 get_walk: Some(get_walk),
                 fast_pf_get_last_sptep: Some(fast_pf_get_last_sptep),
+                check_mmio_spte: Some(check_mmio_spte),
                 ..Default::default()
             },
             GFP_KERNEL,
@@ -1203,6 +1285,21 @@ impl ProviderRegistration {
             o.try_split_huge_pages.is_some(),
             o.get_walk.is_some(),
             o.fast_pf_get_last_sptep.is_some(),
+        ]
+        .iter()
+        .filter(|served| **served)
+        .count()
+    }
+
+    /// Number of MMU hooks served by Rust.
+    pub(crate) fn hooks_served(&self) -> usize {
+        let o = &*self.ops;
+        [
+            o.invalidate_start.is_some(),
+            o.invalidate_range_add.is_some(),
+            o.invalidate_end.is_some(),
+            o.invalidate_retry_gfn.is_some(),
+            o.check_mmio_spte.is_some(),
         ]
         .iter()
         .filter(|served| **served)

@@ -26,9 +26,11 @@ pub mod spte;
 mod changes;
 mod fault;
 mod kvm;
+mod mmio;
 mod pages;
 mod roots;
 mod tests;
+mod vm;
 mod walk;
 mod zap;
 
@@ -59,9 +61,11 @@ impl kernel::Module for KvmRtdp {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let provider = kvm::ProviderRegistration::new(module, c"kvm_rtdp")?;
         pr_info!(
-            "registered; serving {}/{} TDP MMU entries, kvm.ko's built-in code runs the rest; new VMs {}\n",
+            "registered; serving {}/{} TDP MMU entries and {}/{} MMU hooks, kvm.ko's built-in code runs the rest; new VMs {}\n",
             provider.served(),
             kvm::TDP_MMU_ENTRIES,
+            provider.hooks_served(),
+            kvm::TDP_MMU_HOOKS,
             if bind_new_vms() { "bind to kvm_rtdp" } else { "stay on the C TDP MMU" }
         );
         Ok(KvmRtdp {

@@ -87,6 +87,50 @@ pub const fn mmio_spte_is_current(memslots_gen: u64, spte: u64) -> bool {
         && MmioGen::of_spte(spte).get() == MmioGen::of_memslots(memslots_gen).get()
 }
 
+/// How an MMIO SPTE places its gfn and access bits, as `spte.c` sets it up
+/// for the host (`kvm_mmu_set_mmio_spte_mask()`, `kvm_mmu_reset_all_pte_masks()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioMasks {
+    /// `kvm->arch.shadow_mmio_value`: the bits that make the SPTE MMIO.
+    pub value: u64,
+    /// `shadow_mmio_access_mask`: the guest access bits kept.
+    pub access: u64,
+    /// `shadow_nonpresent_or_rsvd_mask`: high gpa bits that are set in the
+    /// SPTE (L1TF), the gpa bits found there moved up by [`RSVD_MASK_LEN`].
+    pub nonpresent_or_rsvd: u64,
+    /// `shadow_nonpresent_or_rsvd_lower_gfn_mask`: the gpa bits kept in place.
+    pub nonpresent_or_rsvd_lower_gfn: u64,
+}
+
+/// `SHADOW_NONPRESENT_OR_RSVD_MASK_LEN`.
+pub const RSVD_MASK_LEN: u32 = 5;
+
+impl MmioMasks {
+    /// The MMIO SPTE for `gfn` with guest `access`, made under memslot
+    /// generation `memslots_gen` (`make_mmio_spte()`).
+    pub const fn make(&self, memslots_gen: u64, gfn: u64, access: u64) -> u64 {
+        let gpa = gfn << 12;
+        MmioGen::of_memslots(memslots_gen).spte_bits()
+            | self.value
+            | (access & self.access)
+            | gpa
+            | self.nonpresent_or_rsvd
+            | ((gpa & self.nonpresent_or_rsvd) << RSVD_MASK_LEN)
+    }
+
+    /// The gfn an MMIO SPTE maps (`get_mmio_spte_gfn()`).
+    pub const fn gfn(&self, spte: u64) -> u64 {
+        let gpa = (spte & self.nonpresent_or_rsvd_lower_gfn)
+            | ((spte >> RSVD_MASK_LEN) & self.nonpresent_or_rsvd);
+        gpa >> 12
+    }
+
+    /// The guest access an MMIO SPTE records (`get_mmio_spte_access()`).
+    pub const fn access(&self, spte: u64) -> u64 {
+        spte & self.access
+    }
+}
+
 /// Whether moving the memslot generation from `old` to `new` wraps the MMIO
 /// generation back onto values that old MMIO SPTEs may still hold.
 ///
@@ -175,5 +219,59 @@ mod tests {
         assert!(mmio_gen_wraps(top, top + 1));
         assert!(!mmio_gen_wraps(top - 1, (top - 1) | GEN_UPDATE_IN_PROGRESS));
         assert!(mmio_gen_wraps(top | GEN_UPDATE_IN_PROGRESS, top + 1));
+    }
+
+    /// An AMD host with NPT and 48 physical address bits: svm.c makes MMIO
+    /// SPTEs present with reserved bits 48..=51 set; no L1TF.
+    const AMD_NPT_48: MmioMasks = MmioMasks {
+        value: genmask(51, 48) | 1,
+        access: 0x6,
+        nonpresent_or_rsvd: 0,
+        nonpresent_or_rsvd_lower_gfn: genmask(47, 12),
+    };
+
+    /// An Intel host with EPT and L1TF, 46 cache address bits: EPT MMIO SPTEs
+    /// are write/execute-only misconfigurations, and gpa bits 41..=45 are
+    /// moved to 46..=50 while 41..=45 are set.
+    const INTEL_EPT_L1TF_46: MmioMasks = MmioMasks {
+        value: 0x6,
+        access: 0,
+        nonpresent_or_rsvd: genmask(45, 41),
+        nonpresent_or_rsvd_lower_gfn: genmask(40, 12),
+    };
+
+    #[test]
+    fn mmio_spte_round_trips_gfn_access_and_generation() {
+        let mut rng = crate::test_rng::XorShift(0x6d6d_696f);
+        for (masks, gfn_bits) in [(AMD_NPT_48, 35), (INTEL_EPT_L1TF_46, 33)] {
+            for _ in 0..10_000 {
+                let gfn = rng.next() & genmask(gfn_bits, 0);
+                let gen = rng.next() & genmask(62, 0);
+                let access = rng.next() & 0x7;
+                let spte = masks.make(gen, gfn, access);
+                assert_eq!(masks.gfn(spte), gfn);
+                assert_eq!(masks.access(spte), access & masks.access);
+                assert_eq!(spte & masks.value, masks.value);
+                assert!(mmio_spte_is_current(gen, spte));
+                assert!(!mmio_spte_is_current(gen | GEN_UPDATE_IN_PROGRESS, spte));
+                assert_eq!(spte & (1 << 11), 0, "MMIO SPTEs are never MMU-present");
+            }
+        }
+    }
+
+    #[test]
+    fn mmio_spte_hides_high_gpa_bits_for_l1tf() {
+        // A gpa with bit 41 set: the SPTE has bits 41..=45 set whatever the
+        // gpa (no usable address for a speculative walk) and the real bit 41
+        // five places up, at 46; a gpa without it leaves 46 clear.
+        let m = INTEL_EPT_L1TF_46;
+        let spte = m.make(0, 1 << (41 - 12), 0);
+        assert_eq!(spte & genmask(45, 41), genmask(45, 41));
+        assert_ne!(spte & (1 << 46), 0);
+        assert_eq!(m.gfn(spte), 1 << (41 - 12));
+        let spte = m.make(0, 1, 0);
+        assert_eq!(spte & genmask(45, 41), genmask(45, 41));
+        assert_eq!(spte & (1 << 46), 0);
+        assert_eq!(m.gfn(spte), 1);
     }
 }

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What kvm_rtdp keeps per VM, from the `init` entry to `uninit`.
+//!
+//! # Invariants
+//!
+//! A VM bound to kvm_rtdp has exactly one [`VmState`] from the moment its
+//! `init` entry returns 0 until its `uninit` entry has torn the MMU down;
+//! kvm.ko calls no other entry outside that span.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::prelude::*;
+
+use crate::kvm::Kvm;
+
+/// Per-VM state.
+pub(crate) struct VmState {
+    /// Event counts of the VM's MMU.
+    pub(crate) stats: Stats,
+}
+
+/// Event counts of a VM's MMU, for tests and debugging.
+#[derive(Default)]
+pub(crate) struct Stats {
+    /// Faults that installed a leaf or MMIO SPTE.
+    pub(crate) faults_fixed: AtomicU64,
+    /// Faults that found their SPTE fixed by somebody else.
+    pub(crate) faults_spurious: AtomicU64,
+    /// Faults retried because an SPTE on their way was frozen.
+    pub(crate) retries_frozen: AtomicU64,
+    /// Faults retried because an SPTE changed under their cmpxchg.
+    pub(crate) retries_raced: AtomicU64,
+    /// MMIO SPTEs installed.
+    pub(crate) mmio_sptes: AtomicU64,
+    /// Page tables linked into the tree.
+    pub(crate) tables_linked: AtomicU64,
+    /// Page tables removed from the tree (freed after a grace period).
+    pub(crate) tables_removed: AtomicU64,
+}
+
+impl Stats {
+    /// Count one event.
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The `init` entry: give the VM its state.
+pub(crate) fn init(kvm: &Kvm) -> Result {
+    let state = KBox::new(
+        VmState {
+            stats: Stats::default(),
+        },
+        GFP_KERNEL,
+    )?;
+    kvm.set_state(state);
+    Ok(())
+}
+
+/// After `uninit` has torn the MMU down: drop the VM's state.
+pub(crate) fn uninit(kvm: &Kvm) {
+    let state = kvm.take_state();
+    let s = &state.stats;
+    pr_debug!(
+        "VM done: {} faults fixed, {} spurious, retried {} on frozen SPTEs and {} on races, {} MMIO SPTEs, {} tables linked, {} removed\n",
+        Stats::get(&s.faults_fixed),
+        Stats::get(&s.faults_spurious),
+        Stats::get(&s.retries_frozen),
+        Stats::get(&s.retries_raced),
+        Stats::get(&s.mmio_sptes),
+        Stats::get(&s.tables_linked),
+        Stats::get(&s.tables_removed)
+    );
+}
