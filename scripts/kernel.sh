@@ -114,6 +114,12 @@ do_selftests() {
 		cmp -s "$f" "$kvm/rtdp/$(basename "$f")" || cp "$f" "$kvm/rtdp/"
 		case "$f" in *.c) ours+=("rtdp/$(basename "$f" .c)") ;; esac
 	done
+	# Shell wrappers (tests that need setup around an upstream binary) go
+	# next to our binaries as they are.
+	for f in "$RTDP_ROOT"/selftests/*.sh; do
+		[ -e "$f" ] || continue
+		cmp -s "$f" "$stout/rtdp/$(basename "$f")" || install -m 755 "$f" "$stout/rtdp/"
+	done
 	# TEST_GEN_PROGS is only ever appended to (+=) by Makefile.kvm, so a value
 	# from the environment adds our programs to the upstream list.
 	log "building KVM selftests"

@@ -48,6 +48,7 @@ static void guest_code(void)
 static struct kvm_vm *vm;
 static void *buffer;
 static atomic_ulong seq;	/* odd while the memslot changes */
+static atomic_ulong reads;	/* guest reads completed in the race */
 static atomic_bool stop;
 static bool present;
 
@@ -113,22 +114,36 @@ static void lockstep(struct kvm_vcpu *vcpu)
 	       LOCKSTEP_ROUNDS);
 }
 
+/*
+ * Switch as fast as the vCPU reads: after each switch, wait (at most 4 ms)
+ * for two more reads to complete, the first of which may have raced the
+ * switch while the second began after it, so that reads alternate between
+ * racing a switch and falling between two.
+ */
 static void *switcher(void *arg)
 {
 	bool memory = false;
 
 	while (!atomic_load(&stop)) {
+		unsigned long before;
+		int waited;
+
 		memory = !memory;
 		atomic_fetch_add(&seq, 1);
 		set_memory(memory);
 		atomic_fetch_add(&seq, 1);
+
+		before = atomic_load(&reads);
+		for (waited = 0; waited < 400 && atomic_load(&reads) < before + 2 &&
+		     !atomic_load(&stop); waited++)
+			usleep(10);
 	}
 	return NULL;
 }
 
 static void race(struct kvm_vcpu *vcpu)
 {
-	unsigned long reads = 0, checked = 0, mmio_reads = 0;
+	unsigned long checked = 0, mmio_reads = 0;
 	struct timespec start, now;
 	pthread_t thread;
 
@@ -141,7 +156,7 @@ static void race(struct kvm_vcpu *vcpu)
 		bool mmio = guest_read(vcpu);
 		unsigned long after = atomic_load(&seq);
 
-		reads++;
+		atomic_fetch_add(&reads, 1);
 		mmio_reads += mmio;
 		/* Stable across the read: the gfn was MMIO iff seq/2 is even. */
 		if (before == after && !(before & 1)) {
@@ -150,7 +165,7 @@ static void race(struct kvm_vcpu *vcpu)
 			checked++;
 			TEST_ASSERT(mmio == !memory,
 				    "read %lu with the gfn stable as %s saw %s",
-				    reads, memory ? "memory" : "MMIO",
+				    atomic_load(&reads), memory ? "memory" : "MMIO",
 				    mmio ? "MMIO" : "memory");
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -158,7 +173,7 @@ static void race(struct kvm_vcpu *vcpu)
 	atomic_store(&stop, true);
 	pthread_join(thread, NULL);
 	printf("racing: %lu reads (%lu MMIO) over %lu memslot updates, %lu checked\n",
-	       reads, mmio_reads, atomic_load(&seq) / 2, checked);
+	       atomic_load(&reads), mmio_reads, atomic_load(&seq) / 2, checked);
 	TEST_ASSERT(checked > 0, "no read happened between two updates");
 }
 

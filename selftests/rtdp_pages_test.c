@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rtdp_pages_test: the TDP MMU accounts its page-table pages while they are
+ * linked, and only then (SecPageTables in /proc/meminfo).
+ *
+ * A guest touches every 4 KiB page of a 64 MiB memslot, which takes at least
+ * 32 last-level tables; SecPageTables must grow by at least that.  Deleting
+ * the memslot zaps the tables (mmu.c zaps all roots on a memslot deletion);
+ * once the vCPU has run again, SecPageTables must be back near where it
+ * started.  Destroying the VM must bring it back exactly.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "test_util.h"
+#include "processor.h"
+#include "ucall_common.h"
+
+#include "rtdp_util.h"
+
+#define TEST_SLOT	10
+#define TEST_GPA	(4ULL << 30)
+#define TEST_SIZE	(64ULL << 20)
+#define MIN_TABLES	(TEST_SIZE / (2ULL << 20))	/* one per 2 MiB */
+
+static void guest_code(void)
+{
+	u64 gpa;
+
+	for (gpa = TEST_GPA; gpa < TEST_GPA + TEST_SIZE; gpa += PAGE_SIZE)
+		WRITE_ONCE(*(u64 *)gpa, gpa);
+	GUEST_SYNC(1);
+	/* After the memslot is gone: touch nothing but the default slot. */
+	GUEST_SYNC(2);
+	GUEST_DONE();
+}
+
+static long sec_page_tables_kb(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	TEST_ASSERT(f, "open /proc/meminfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SecPageTables: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+int main(void)
+{
+	long base, filled, zapped, freed;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int i;
+
+	base = sec_page_tables_kb();
+	__TEST_REQUIRE(base >= 0, "no SecPageTables in /proc/meminfo");
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
+				    TEST_SIZE / getpagesize(), 0);
+	virt_map(vm, TEST_GPA, TEST_GPA, TEST_SIZE / getpagesize());
+
+	rtdp_expect_ucall(vcpu, UCALL_SYNC);
+	filled = sec_page_tables_kb();
+	printf("SecPageTables: %ld kB before, %ld kB with 64 MiB mapped in 4 KiB pages\n",
+	       base, filled);
+	TEST_ASSERT(filled - base >= (long)MIN_TABLES * 4,
+		    "SecPageTables grew by %ld kB, want at least %llu kB (%llu tables)",
+		    filled - base, MIN_TABLES * 4, MIN_TABLES);
+
+	vm_mem_region_delete(vm, TEST_SLOT);
+	rtdp_expect_ucall(vcpu, UCALL_SYNC);
+	zapped = sec_page_tables_kb();
+	printf("SecPageTables: %ld kB after the memslot was deleted\n", zapped);
+	TEST_ASSERT(filled - zapped >= (long)MIN_TABLES * 4,
+		    "deleting the memslot freed %ld kB of page tables, want at least %llu kB",
+		    filled - zapped, MIN_TABLES * 4);
+	rtdp_expect_ucall(vcpu, UCALL_DONE);
+
+	kvm_vm_free(vm);
+	/* Teardown is synchronous, but give a straggler a moment. */
+	for (i = 0; i < 100 && (freed = sec_page_tables_kb()) != base; i++)
+		usleep(10000);
+	printf("SecPageTables: %ld kB after the VM was destroyed\n", freed);
+	TEST_ASSERT(freed == base, "SecPageTables %ld kB after the VM, %ld kB before",
+		    freed, base);
+	return 0;
+}
