@@ -190,6 +190,25 @@ impl Kvm {
         }
     }
 
+    /// kvm.ko's MMU invalidation sequence (`mmu_invalidate_seq`), read once.
+    pub(crate) fn invalidate_seq(&self) -> u64 {
+        // SAFETY: a field of a valid VM; writers hold mmu_lock for write,
+        // and a racy read is what the lockless pre-check wants.
+        unsafe { core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_seq) as u64 }
+    }
+
+    /// Whether kvm.ko's single widened invalidation range holds `gfn`.
+    pub(crate) fn invalidate_union_contains(&self, gfn: u64) -> bool {
+        // SAFETY: fields of a valid VM, read under mmu_lock.
+        let (start, end) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_range_start),
+                core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_range_end),
+            )
+        };
+        start <= gfn && gfn < end
+    }
+
     /// Whether the VM mirrors its private memory into an external page
     /// table (TDX).
     pub(crate) fn has_mirrored_tdp(&self) -> bool {
@@ -1185,6 +1204,31 @@ unsafe extern "C" fn get_walk(
     crate::walk::get_walk(vcpu, addr, sptes)
 }
 
+unsafe extern "C" fn invalidate_start(kvm: *mut bindings::kvm) {
+    // SAFETY: see above.
+    crate::retry::start(unsafe { Kvm::from_raw(kvm) });
+}
+
+unsafe extern "C" fn invalidate_range_add(kvm: *mut bindings::kvm, start: u64, end: u64) {
+    // SAFETY: see above.
+    crate::retry::range_add(unsafe { Kvm::from_raw(kvm) }, start, end);
+}
+
+unsafe extern "C" fn invalidate_end(kvm: *mut bindings::kvm) {
+    // SAFETY: see above.
+    crate::retry::end(unsafe { Kvm::from_raw(kvm) });
+}
+
+unsafe extern "C" fn invalidate_retry_gfn(
+    kvm: *mut bindings::kvm,
+    mmu_seq: usize,
+    gfn: u64,
+    locked: bool,
+) -> bool {
+    // SAFETY: see above.
+    crate::retry::must_retry(unsafe { Kvm::from_raw(kvm) }, mmu_seq as u64, gfn, locked)
+}
+
 unsafe extern "C" fn check_mmio_spte(vcpu: *mut bindings::kvm_vcpu, spte: u64) -> bool {
     // SAFETY: see above.
     crate::mmio::check(unsafe { Vcpu::from_raw(vcpu) }, Spte(spte))
@@ -1247,6 +1291,10 @@ impl ProviderRegistration {
                 map: Some(map),
                 get_walk: Some(get_walk),
                 fast_pf_get_last_sptep: Some(fast_pf_get_last_sptep),
+                invalidate_start: Some(invalidate_start),
+                invalidate_range_add: Some(invalidate_range_add),
+                invalidate_end: Some(invalidate_end),
+                invalidate_retry_gfn: Some(invalidate_retry_gfn),
                 check_mmio_spte: Some(check_mmio_spte),
                 ..Default::default()
             },

@@ -14,6 +14,8 @@ use kernel::prelude::*;
 
 #[path = "core/src/freeze.rs"]
 pub mod freeze;
+#[path = "core/src/invalidations.rs"]
+pub mod invalidations;
 #[path = "core/src/iter.rs"]
 pub mod iter;
 #[path = "core/src/level.rs"]
@@ -28,6 +30,7 @@ mod fault;
 mod kvm;
 mod mmio;
 mod pages;
+mod retry;
 mod roots;
 mod tests;
 mod vm;

@@ -12,12 +12,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::prelude::*;
 
+use crate::invalidations::Invalidations;
 use crate::kvm::Kvm;
 
 /// Per-VM state.
 pub(crate) struct VmState {
     /// Event counts of the VM's MMU.
     pub(crate) stats: Stats,
+    /// MMU notifier invalidations in progress (`crate::retry`).
+    pub(crate) invalidations: Invalidations,
 }
 
 /// Event counts of a VM's MMU, for tests and debugging.
@@ -37,6 +40,12 @@ pub(crate) struct Stats {
     pub(crate) tables_linked: AtomicU64,
     /// Page tables removed from the tree (freed after a grace period).
     pub(crate) tables_removed: AtomicU64,
+    /// Faults retried because their gfn is inside an invalidation.
+    pub(crate) retries_range: AtomicU64,
+    /// Faults retried because an invalidation ended since their lookup.
+    pub(crate) retries_seq: AtomicU64,
+    /// Faults not retried that upstream's widened range would have retried.
+    pub(crate) retries_avoided: AtomicU64,
 }
 
 impl Stats {
@@ -55,6 +64,7 @@ pub(crate) fn init(kvm: &Kvm) -> Result {
     let state = KBox::new(
         VmState {
             stats: Stats::default(),
+            invalidations: Invalidations::new(),
         },
         GFP_KERNEL,
     )?;
@@ -67,11 +77,14 @@ pub(crate) fn uninit(kvm: &Kvm) {
     let state = kvm.take_state();
     let s = &state.stats;
     pr_debug!(
-        "VM done: {} faults fixed, {} spurious, retried {} on frozen SPTEs and {} on races, {} MMIO SPTEs, {} tables linked, {} removed\n",
+        "VM done: {} faults fixed, {} spurious, retried {} on frozen SPTEs, {} on races, {} in invalidated ranges, {} on sequence changes, {} retries avoided, {} MMIO SPTEs, {} tables linked, {} removed\n",
         Stats::get(&s.faults_fixed),
         Stats::get(&s.faults_spurious),
         Stats::get(&s.retries_frozen),
         Stats::get(&s.retries_raced),
+        Stats::get(&s.retries_range),
+        Stats::get(&s.retries_seq),
+        Stats::get(&s.retries_avoided),
         Stats::get(&s.mmio_sptes),
         Stats::get(&s.tables_linked),
         Stats::get(&s.tables_removed)

@@ -13,6 +13,7 @@
 extern crate std;
 
 pub mod freeze;
+pub mod invalidations;
 pub mod iter;
 pub mod level;
 pub mod mmio_gen;
