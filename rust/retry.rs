@@ -8,18 +8,18 @@
 //! # Invariants
 //!
 //! With `mmu_lock` held, a fault retries whenever its gfn is inside an
-//! invalidation in progress or the invalidation sequence moved since it
-//! looked up its pfn: [`Invalidations::contains`] has no false negatives,
-//! and the sequence is kvm.ko's own (`mmu_invalidate_seq`), which
-//! `kvm_mmu_invalidate_end()` bumps before the count drops.
+//! invalidation in progress, or inside one that ended since the fault read
+//! kvm.ko's sequence (`mmu_invalidate_seq`, which `kvm_mmu_invalidate_end()`
+//! bumps), or an invalidation ended since then whose range is no longer
+//! known: [`Invalidations::must_retry`] has no false negatives.
 
-use crate::invalidations::Invalidations;
+use crate::invalidations::Retry;
 use crate::kvm::Kvm;
 use crate::vm::Stats;
 
 /// `kvm_mmu_invalidate_start()` ran, `mmu_lock` held for write.
 pub(crate) fn start(kvm: &Kvm) {
-    kvm.state().invalidations.start();
+    kvm.state().invalidations.start(kvm.invalidate_seq());
 }
 
 /// `kvm_mmu_invalidate_range_add()` ran, `mmu_lock` held for write.
@@ -37,27 +37,29 @@ pub(crate) fn end(kvm: &Kvm) {
 /// otherwise this is a pre-check that may err either way.
 pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> bool {
     let state = kvm.state();
-    let inv: &Invalidations = &state.invalidations;
-    let in_range = if locked {
-        inv.contains(gfn)
-    } else {
-        inv.contains_racy(gfn)
-    };
-    if in_range {
-        if locked {
+    let inv = &state.invalidations;
+    let answer = inv.must_retry(gfn, mmu_seq, kvm.invalidate_seq());
+    if !locked {
+        // Racy reads may err either way; the fault checks again locked.
+        return answer != Retry::No;
+    }
+    match answer {
+        Retry::InRange => {
             Stats::count(&state.stats.retries_range);
+            true
         }
-        return true;
-    }
-    if kvm.invalidate_seq() != mmu_seq {
-        if locked {
+        Retry::Sequence => {
             Stats::count(&state.stats.retries_seq);
+            true
         }
-        return true;
+        Retry::No => {
+            if (inv.in_progress() && kvm.invalidate_union_contains(gfn))
+                || kvm.invalidate_seq() != mmu_seq
+            {
+                // Upstream's widened range or sequence check would retry.
+                Stats::count(&state.stats.retries_avoided);
+            }
+            false
+        }
     }
-    if locked && inv.in_progress() && kvm.invalidate_union_contains(gfn) {
-        // Upstream's single widened range would have retried this fault.
-        Stats::count(&state.stats.retries_avoided);
-    }
-    false
 }
