@@ -26,7 +26,9 @@
 
 use core::ffi::{c_int, CStr};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use kernel::debugfs::Dir;
 
 use kernel::sync::raw_rwlock::{RawRwLock, RawRwLockReadGuard, RawRwLockWriteGuard};
 use kernel::{bindings, error::to_result, prelude::*, sync::rcu, types::Opaque};
@@ -1364,5 +1366,46 @@ impl Drop for ProviderRegistration {
         // Page tables freed by `Sp::free_after_grace_period` run our
         // callback: wait for all of them before the module text goes away.
         kernel::sync::rcu::rcu_barrier();
+    }
+}
+
+/// The module's debugfs directory, `kvm_rtdp/`, published for the per-VM
+/// state to hang its files on.
+static DEBUGFS_ROOT: AtomicPtr<Dir> = AtomicPtr::new(core::ptr::null_mut());
+
+/// `kvm_rtdp/` in debugfs, reachable from the entry points while it lives.
+///
+/// # Invariants
+///
+/// While it lives, `DEBUGFS_ROOT` points to a `Dir` it owns. It is dropped
+/// only at module exit, after the provider is unregistered, when no VM is
+/// bound (a bound VM pins the module), so no entry point runs then.
+pub(crate) struct DebugfsRoot(());
+
+impl DebugfsRoot {
+    /// Create `kvm_rtdp/` and publish it.
+    pub(crate) fn new() -> Result<Self> {
+        let dir = KBox::new(Dir::new(c"kvm_rtdp"), GFP_KERNEL)?;
+        // INVARIANT: the box is published and owned until `drop`.
+        DEBUGFS_ROOT.store(KBox::into_raw(dir), Ordering::Release);
+        Ok(DebugfsRoot(()))
+    }
+
+    /// A handle to `kvm_rtdp/`, from an entry point of a bound VM.
+    pub(crate) fn get() -> Option<Dir> {
+        let dir = DEBUGFS_ROOT.load(Ordering::Acquire);
+        // SAFETY: non-null only while a `DebugfsRoot` lives, which outlives
+        // every entry point call (type invariant).
+        (!dir.is_null()).then(|| unsafe { (*dir).clone() })
+    }
+}
+
+impl Drop for DebugfsRoot {
+    fn drop(&mut self) {
+        let dir = DEBUGFS_ROOT.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !dir.is_null() {
+            // SAFETY: published by `new` from `KBox::into_raw`, taken once.
+            drop(unsafe { KBox::from_raw(dir) });
+        }
     }
 }

@@ -57,11 +57,14 @@ fn bind_new_vms() -> bool {
 }
 
 struct KvmRtdp {
+    // Dropped in this order: no VM can be bound once the provider is gone.
     _provider: kvm::ProviderRegistration,
+    _debugfs: kvm::DebugfsRoot,
 }
 
 impl kernel::Module for KvmRtdp {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let debugfs = kvm::DebugfsRoot::new()?;
         let provider = kvm::ProviderRegistration::new(module, c"kvm_rtdp")?;
         pr_info!(
             "registered; serving {}/{} TDP MMU entries and {}/{} MMU hooks, kvm.ko's built-in code runs the rest; new VMs {}\n",
@@ -73,6 +76,7 @@ impl kernel::Module for KvmRtdp {
         );
         Ok(KvmRtdp {
             _provider: provider,
+            _debugfs: debugfs,
         })
     }
 }

@@ -8,22 +8,61 @@
 //! `init` entry returns 0 until its `uninit` entry has torn the MMU down;
 //! kvm.ko calls no other entry outside that span.
 
+use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use kernel::debugfs::{Dir, File};
 use kernel::prelude::*;
+use kernel::str::CString;
+use kernel::sync::Arc;
 
 use crate::invalidations::Invalidations;
-use crate::kvm::Kvm;
+use crate::kvm::{DebugfsRoot, Kvm};
 
 /// Per-VM state.
 pub(crate) struct VmState {
     /// Event counts of the VM's MMU.
-    pub(crate) stats: Stats,
+    pub(crate) stats: Arc<Stats>,
     /// MMU notifier invalidations in progress (`crate::retry`).
     pub(crate) invalidations: Invalidations,
+    /// `kvm_rtdp/<pid>-<n>/stats` in debugfs, removed with the state.
+    _debugfs: Option<VmDebugfs>,
 }
 
-/// Event counts of a VM's MMU, for tests and debugging.
+/// A VM's debugfs directory and its files (dropped in this order).
+struct VmDebugfs {
+    _stats: Pin<KBox<File<StatsFile>>>,
+    _dir: Dir,
+}
+
+/// The contents of a VM's `stats` file: one `name value` line per counter.
+struct StatsFile(Arc<Stats>);
+
+impl fmt::Debug for StatsFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.0;
+        for (name, counter) in [
+            ("faults_fixed", &s.faults_fixed),
+            ("faults_spurious", &s.faults_spurious),
+            ("retries_frozen", &s.retries_frozen),
+            ("retries_raced", &s.retries_raced),
+            ("retries_range", &s.retries_range),
+            ("retries_seq", &s.retries_seq),
+            ("retries_avoided", &s.retries_avoided),
+            ("mmio_sptes", &s.mmio_sptes),
+            ("tables_linked", &s.tables_linked),
+            ("tables_removed", &s.tables_removed),
+        ] {
+            writeln!(f, "{name} {}", Stats::get(counter))?;
+        }
+        Ok(())
+    }
+}
+
+/// VMs given state so far, to name their debugfs directories.
+static VMS: AtomicU64 = AtomicU64::new(0);
+
+/// Event counts of a VM's MMU, shown in debugfs (`Documentation/rust-mmu.md`).
 #[derive(Default)]
 pub(crate) struct Stats {
     /// Faults that installed a leaf or MMIO SPTE.
@@ -59,12 +98,31 @@ impl Stats {
     }
 }
 
-/// The `init` entry: give the VM its state.
+/// The `init` entry: give the VM its state, and its debugfs directory
+/// `kvm_rtdp/<pid>-<n>/` (n counts VMs since the module was loaded).
 pub(crate) fn init(kvm: &Kvm) -> Result {
+    let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
+    let debugfs = match DebugfsRoot::get() {
+        Some(root) => {
+            let n = VMS.fetch_add(1, Ordering::Relaxed);
+            let name = CString::try_from_fmt(fmt!("{}-{}", kernel::current!().pid(), n))?;
+            let dir = root.subdir(&name);
+            let file = KBox::pin_init(
+                dir.read_only_file(c"stats", StatsFile(stats.clone())),
+                GFP_KERNEL,
+            )?;
+            Some(VmDebugfs {
+                _stats: file,
+                _dir: dir,
+            })
+        }
+        None => None,
+    };
     let state = KBox::new(
         VmState {
-            stats: Stats::default(),
+            stats,
             invalidations: Invalidations::new(),
+            _debugfs: debugfs,
         },
         GFP_KERNEL,
     )?;

@@ -6,6 +6,7 @@
  *
  * Usage: rtdp_smoke [-m MiB]
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,37 @@ static void print_mmu(void)
 		printf("served by the C TDP MMU (kvm.ko has no provider interface)\n");
 }
 
+/*
+ * kvm_rtdp's count of faults it fixed for this process's VM
+ * (/sys/kernel/debug/kvm_rtdp/<pid>-<n>/stats), or -1 if there is none.
+ */
+static long rtdp_faults_fixed(void)
+{
+	const char *root = "/sys/kernel/debug/kvm_rtdp";
+	char prefix[32], path[512], line[128];
+	struct dirent *d;
+	long fixed = -1;
+	DIR *dir;
+	FILE *f;
+
+	dir = opendir(root);
+	if (!dir)
+		return -1;
+	snprintf(prefix, sizeof(prefix), "%d-", getpid());
+	while ((d = readdir(dir))) {
+		if (strncmp(d->d_name, prefix, strlen(prefix)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/stats", root, d->d_name);
+		f = fopen(path, "r");
+		TEST_ASSERT(f, "open %s", path);
+		while (fgets(line, sizeof(line), f))
+			sscanf(line, "faults_fixed %ld", &fixed);
+		fclose(f);
+	}
+	closedir(dir);
+	return fixed;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -81,6 +113,7 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	double t0, t1;
+	long fixed;
 	int opt;
 
 	while ((opt = getopt(argc, argv, "m:")) != -1) {
@@ -130,6 +163,14 @@ int main(int argc, char *argv[])
 	rtdp_expect_ucall(vcpu, UCALL_DONE);
 	printf("data: %lu pages written by the guest read back by the host, and the reverse\n",
 	       npages);
+
+	fixed = rtdp_faults_fixed();
+	if (fixed >= 0) {
+		printf("kvm_rtdp stats: %ld faults fixed\n", fixed);
+		TEST_ASSERT(fixed >= (long)npages,
+			    "kvm_rtdp fixed %ld faults, but the guest touched %lu pages",
+			    fixed, npages);
+	}
 
 	kvm_vm_free(vm);
 	printf("rtdp_smoke: PASS\n");
