@@ -118,24 +118,54 @@ unsafe fn read_refcount(r: *const bindings::refcount_t) -> i32 {
     unsafe { core::ptr::read_volatile(&raw const (*r).refs.counter) }
 }
 
-/// A VM, `struct kvm`.
-#[repr(transparent)]
-pub(crate) struct Kvm(Opaque<bindings::kvm>);
+/// A transparent wrapper of a C structure that kvm.ko passes by pointer,
+/// with `from_raw` (unsafe: the pointee must outlive the reference) and
+/// `raw`.
+macro_rules! c_wrapper {
+    ($(#[$meta:meta])* $name:ident, $c:ty) => {
+        $(#[$meta])*
+        #[repr(transparent)]
+        pub(crate) struct $name(Opaque<$c>);
+
+        impl $name {
+            /// # Safety
+            ///
+            /// `ptr` points to a valid object that outlives `'a`.
+            unsafe fn from_raw<'a>(ptr: *mut $c) -> &'a Self {
+                // SAFETY: a transparent wrapper, valid for `'a` by the
+                // caller's guarantee.
+                unsafe { &*ptr.cast::<Self>() }
+            }
+
+            fn raw(&self) -> *mut $c {
+                self.0.get()
+            }
+        }
+    };
+}
+
+c_wrapper!(
+    /// A VM, `struct kvm`.
+    Kvm,
+    bindings::kvm
+);
+c_wrapper!(
+    /// A vCPU, `struct kvm_vcpu`.
+    Vcpu,
+    bindings::kvm_vcpu
+);
+c_wrapper!(
+    /// A page fault being handled, `struct kvm_page_fault`.
+    Fault,
+    bindings::kvm_page_fault
+);
+c_wrapper!(
+    /// A gfn range of an MMU notifier or a memslot operation.
+    GfnRange,
+    bindings::kvm_gfn_range
+);
 
 impl Kvm {
-    /// # Safety
-    ///
-    /// `ptr` points to a `struct kvm` that outlives `'a`.
-    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm) -> &'a Kvm {
-        // SAFETY: `Kvm` is a transparent wrapper of `struct kvm`, valid for
-        // `'a` by the caller's guarantee.
-        unsafe { &*ptr.cast::<Kvm>() }
-    }
-
-    fn raw(&self) -> *mut bindings::kvm {
-        self.0.get()
-    }
-
     fn arch(&self) -> *mut bindings::kvm_arch {
         // SAFETY: `self` is a valid `struct kvm`; this only computes a field
         // address.
@@ -814,23 +844,7 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// A vCPU, `struct kvm_vcpu`.
-#[repr(transparent)]
-pub(crate) struct Vcpu(Opaque<bindings::kvm_vcpu>);
-
 impl Vcpu {
-    /// # Safety
-    ///
-    /// `ptr` points to a `struct kvm_vcpu` that outlives `'a`.
-    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Vcpu {
-        // SAFETY: transparent wrapper, valid for `'a` by the caller.
-        unsafe { &*ptr.cast::<Vcpu>() }
-    }
-
-    fn raw(&self) -> *mut bindings::kvm_vcpu {
-        self.0.get()
-    }
-
     fn mmu(&self) -> *mut bindings::kvm_mmu {
         // SAFETY: a vCPU always has its current MMU.
         unsafe { (*self.raw()).arch.mmu }
@@ -955,23 +969,7 @@ impl RootRole {
     }
 }
 
-/// A page fault being handled, `struct kvm_page_fault`.
-#[repr(transparent)]
-pub(crate) struct Fault(Opaque<bindings::kvm_page_fault>);
-
 impl Fault {
-    /// # Safety
-    ///
-    /// `ptr` points to a `struct kvm_page_fault` that outlives `'a`.
-    unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_page_fault) -> &'a Fault {
-        // SAFETY: transparent wrapper, valid for `'a` by the caller.
-        unsafe { &*ptr.cast::<Fault>() }
-    }
-
-    fn raw(&self) -> *mut bindings::kvm_page_fault {
-        self.0.get()
-    }
-
     fn get(&self) -> &bindings::kvm_page_fault {
         // SAFETY: only the faulting vCPU's thread uses the fault; this
         // module changes it only through `hugepage_adjust`, which takes
@@ -1071,14 +1069,10 @@ pub(crate) fn max_gfn_exclusive() -> u64 {
     unsafe { bindings::kvm_tdp_mmu_provider_max_gfn_exclusive() }
 }
 
-/// A gfn range of an MMU notifier or a memslot operation.
-#[repr(transparent)]
-pub(crate) struct GfnRange(Opaque<bindings::kvm_gfn_range>);
-
 impl GfnRange {
     fn get(&self) -> &bindings::kvm_gfn_range {
         // SAFETY: kvm.ko passes a valid range for the duration of the call.
-        unsafe { &*self.0.get() }
+        unsafe { &*self.raw() }
     }
 
     pub(crate) fn start(&self) -> u64 {
@@ -1175,8 +1169,8 @@ unsafe extern "C" fn unmap_gfn_range(
     range: *mut bindings::kvm_gfn_range,
     flush: bool,
 ) -> bool {
-    // SAFETY: see above; `GfnRange` is a transparent wrapper.
-    let range = unsafe { &*range.cast::<GfnRange>() };
+    // SAFETY: see above.
+    let range = unsafe { GfnRange::from_raw(range) };
     // SAFETY: see above.
     crate::zap::unmap_gfn_range(unsafe { Kvm::from_raw(kvm) }, range, flush)
 }
