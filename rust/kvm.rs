@@ -28,7 +28,7 @@ use core::ffi::{c_int, CStr};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use kernel::debugfs::Dir;
+use kernel::debugfs::{Dir, File};
 
 use kernel::sync::raw_rwlock::{RawRwLock, RawRwLockReadGuard, RawRwLockWriteGuard};
 use kernel::{bindings, error::to_result, prelude::*, sync::rcu, types::Opaque};
@@ -609,6 +609,8 @@ impl Sp {
     /// Free the page after an RCU grace period. The caller unlinked it and
     /// owns it; lockless walkers that reached it before may still read it.
     pub(crate) fn free_after_grace_period(self) {
+        let pending = RCU_PENDING.fetch_add(1, Ordering::Relaxed) + 1;
+        RCU_PEAK.fetch_max(pending, Ordering::Relaxed);
         // SAFETY: the caller owns `self`; `rcu_head` is unused until now and
         // the callback frees the page exactly once. The module waits for
         // its callbacks before unloading (`ProviderRegistration::drop`).
@@ -616,8 +618,24 @@ impl Sp {
     }
 }
 
+/// Page tables queued by [`Sp::free_after_grace_period`] whose grace period
+/// has not ended yet, over all VMs, and the most there have been at once.
+static RCU_PENDING: AtomicU64 = AtomicU64::new(0);
+static RCU_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// The contents of `kvm_rtdp/rcu`.
+struct RcuFile;
+
+impl core::fmt::Debug for RcuFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "pending {}", RCU_PENDING.load(Ordering::Relaxed))?;
+        write!(f, "peak {}", RCU_PEAK.load(Ordering::Relaxed))
+    }
+}
+
 /// RCU callback of [`Sp::free_after_grace_period`].
 unsafe extern "C" fn free_sp_rcu(head: *mut bindings::callback_head) {
+    RCU_PENDING.fetch_sub(1, Ordering::Relaxed);
     let offset = core::mem::offset_of!(bindings::kvm_mmu_page, callback_head);
     // SAFETY: `head` is the `rcu_head` of a kvm_mmu_page queued by
     // `free_after_grace_period`; the grace period has passed, so nothing
@@ -1374,15 +1392,19 @@ static DEBUGFS_ROOT: AtomicPtr<Dir> = AtomicPtr::new(core::ptr::null_mut());
 /// While it lives, `DEBUGFS_ROOT` points to a `Dir` it owns. It is dropped
 /// only at module exit, after the provider is unregistered, when no VM is
 /// bound (a bound VM pins the module), so no entry point runs then.
-pub(crate) struct DebugfsRoot(());
+pub(crate) struct DebugfsRoot {
+    /// `kvm_rtdp/rcu`: page tables waiting for a grace period, and the peak.
+    _rcu: Pin<KBox<File<RcuFile>>>,
+}
 
 impl DebugfsRoot {
-    /// Create `kvm_rtdp/` and publish it.
+    /// Create `kvm_rtdp/` and its module-wide files, and publish it.
     pub(crate) fn new() -> Result<Self> {
         let dir = KBox::new(Dir::new(c"kvm_rtdp"), GFP_KERNEL)?;
+        let rcu = KBox::pin_init(dir.read_only_file(c"rcu", RcuFile), GFP_KERNEL)?;
         // INVARIANT: the box is published and owned until `drop`.
         DEBUGFS_ROOT.store(KBox::into_raw(dir), Ordering::Release);
-        Ok(DebugfsRoot(()))
+        Ok(DebugfsRoot { _rcu: rcu })
     }
 
     /// A handle to `kvm_rtdp/`, from an entry point of a bound VM.

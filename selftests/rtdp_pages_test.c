@@ -8,6 +8,10 @@
  * a memslot zaps every root (KVM_X86_QUIRK_SLOT_ZAP_ALL, on by default) before
  * the ioctl returns, and roots themselves are not accounted, so SecPageTables
  * must then be back where it started; so must it after the VM is destroyed.
+ *
+ * On kvm_rtdp, whose kvm_rtdp/rcu debugfs file counts the page tables waiting
+ * for a grace period, the zap must have queued at least those 32 tables (the
+ * peak), and none may be left waiting once the VM is gone.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +28,20 @@
 #define TEST_GPA	(4ULL << 30)
 #define TEST_SIZE	(64ULL << 20)
 #define MIN_TABLES	(TEST_SIZE / (2ULL << 20))	/* one per 2 MiB */
+
+/* kvm_rtdp/rcu's "pending" and "peak", or false if there is no such file. */
+static bool rtdp_rcu(long *pending, long *peak)
+{
+	FILE *f = fopen("/sys/kernel/debug/kvm_rtdp/rcu", "r");
+	int n;
+
+	if (!f)
+		return false;
+	n = fscanf(f, "pending %ld peak %ld", pending, peak);
+	fclose(f);
+	TEST_ASSERT(n == 2, "parsing kvm_rtdp/rcu");
+	return true;
+}
 
 static void guest_code(void)
 {
@@ -62,7 +80,7 @@ static long sec_page_tables_kb(void)
 
 int main(void)
 {
-	long base, filled, zapped, freed;
+	long base, filled, zapped, freed, pending, peak;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
@@ -88,9 +106,21 @@ int main(void)
 	TEST_ASSERT(zapped == base,
 		    "SecPageTables %ld kB after every root was zapped, %ld kB before the VM",
 		    zapped, base);
+	if (rtdp_rcu(&pending, &peak)) {
+		printf("kvm_rtdp: %ld page tables waiting for a grace period, peak %ld\n",
+		       pending, peak);
+		TEST_ASSERT(peak >= (long)MIN_TABLES,
+			    "the zap queued at most %ld tables for RCU, want at least %llu",
+			    peak, MIN_TABLES);
+	}
 	rtdp_expect_ucall(vcpu, UCALL_DONE);
 
 	kvm_vm_free(vm);
+	if (rtdp_rcu(&pending, &peak)) {
+		printf("kvm_rtdp: %ld page tables waiting after the VM was destroyed\n",
+		       pending);
+		TEST_ASSERT(pending == 0, "%ld page tables still queued for RCU", pending);
+	}
 	freed = sec_page_tables_kb();
 	printf("SecPageTables: %ld kB after the VM was destroyed\n", freed);
 	TEST_ASSERT(freed == base, "SecPageTables %ld kB after the VM, %ld kB before",
