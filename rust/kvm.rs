@@ -478,7 +478,11 @@ impl Sp {
     pub(crate) fn level(self) -> Level {
         // SAFETY: reading the bitfield view of the role union.
         let level = unsafe { self.role().__bindgen_anon_1.level() };
-        Level::new(level as u8).unwrap_or(Level::PG_4K)
+        let level = Level::new(level as u8);
+        // A TDP MMU page is always at level 1..=5; anything else is a
+        // corrupted header, reported rather than silently trusted.
+        kernel::warn_on!(level.is_none());
+        level.unwrap_or(Level::PG_4K)
     }
 
     /// The address space (SMM or not) the page translates for.

@@ -38,7 +38,8 @@ pub(crate) fn end(kvm: &Kvm) {
 pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> bool {
     let state = kvm.state();
     let inv = &state.invalidations;
-    let answer = inv.must_retry(gfn, mmu_seq, kvm.invalidate_seq());
+    let current = kvm.invalidate_seq();
+    let answer = inv.must_retry(gfn, mmu_seq, current);
     if !locked {
         // Racy reads may err either way; the fault checks again locked.
         return answer != Retry::No;
@@ -53,9 +54,7 @@ pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> boo
             true
         }
         Retry::No => {
-            if (inv.in_progress() && kvm.invalidate_union_contains(gfn))
-                || kvm.invalidate_seq() != mmu_seq
-            {
+            if current != mmu_seq || (inv.in_progress() && kvm.invalidate_union_contains(gfn)) {
                 // Upstream's widened range or sequence check would retry.
                 Stats::count(&state.stats.retries_avoided);
             }

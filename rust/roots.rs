@@ -36,6 +36,21 @@ fn matches(root: Sp, types: RootTypes) -> bool {
     }
 }
 
+/// The first root after `from` (from the start of the list if `None`) that
+/// `wanted` accepts and whose reference could be taken; the caller owns that
+/// reference. `from` must be on the list (the caller holds a reference).
+fn find_root(kvm: &Kvm, from: Option<Sp>, mut wanted: impl FnMut(Sp) -> bool) -> Option<Sp> {
+    let guard = rcu::read_lock();
+    let mut pos = from;
+    while let Some(root) = kvm.next_root_rcu(&guard, pos) {
+        if wanted(root) && root.try_get_root() {
+            return Some(root);
+        }
+        pos = Some(root);
+    }
+    None
+}
+
 /// The roots of `types` (and of address space `as_id`, if given), each
 /// held by a reference while the caller works on it, so that the caller may
 /// drop `mmu_lock` between roots or within one. The reference to the last
@@ -62,24 +77,11 @@ impl Iterator for Roots<'_> {
     type Item = Sp;
 
     fn next(&mut self) -> Option<Sp> {
-        let next = {
-            let guard = rcu::read_lock();
-            // `held` is still on the list: we hold a reference to it.
-            let mut pos = self.held;
-            loop {
-                match self.kvm.next_root_rcu(&guard, pos) {
-                    None => break None,
-                    Some(root)
-                        if matches(root, self.types)
-                            && self.as_id.is_none_or(|id| id == root.as_id())
-                            && root.try_get_root() =>
-                    {
-                        break Some(root)
-                    }
-                    Some(root) => pos = Some(root),
-                }
-            }
-        };
+        // `held` is still on the list: we hold a reference to it.
+        let (types, as_id) = (self.types, self.as_id);
+        let next = find_root(self.kvm, self.held, |root| {
+            matches(root, types) && as_id.is_none_or(|id| id == root.as_id())
+        });
         if let Some(prev) = self.held.take() {
             put_root(self.kvm, prev);
         }
@@ -109,19 +111,7 @@ pub(crate) fn alloc_root(vcpu: &Vcpu, mirror: bool) {
         let _mmu = kvm.lock_mmu(MmuLock::Shared);
         // Most vCPUs find the root their first sibling made; look without
         // the pages lock first.
-        let found = {
-            let guard = rcu::read_lock();
-            let mut pos = None;
-            loop {
-                match kvm.next_root_rcu(&guard, pos) {
-                    None => break None,
-                    Some(root) if root.role_word() == role.word() && root.try_get_root() => {
-                        break Some(root)
-                    }
-                    Some(root) => pos = Some(root),
-                }
-            }
-        };
+        let found = find_root(kvm, None, |root| root.role_word() == role.word());
         found.unwrap_or_else(|| {
             let pages = kvm.lock_pages();
             // Again under the pages lock: another vCPU may have added it.
