@@ -108,7 +108,7 @@ fn remove_table(kvm: &Kvm, table: Table, how: MmuLock) {
         handle_changed(kvm, sp, gfn, old, Spte(FROZEN), level, how);
     }
 
-    sp.free_after_grace_period();
+    sp.free_after_grace_period(kvm);
 }
 
 /// Write `new` over `old` holding `mmu_lock` for write; the value replaced,

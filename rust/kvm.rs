@@ -36,6 +36,7 @@ use kernel::{bindings, error::to_result, prelude::*, sync::rcu, types::Opaque};
 use crate::iter::{self, TdpIter};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::mmio_gen::MmioMasks;
+use crate::reclaim;
 use crate::spte::{Spte, BASE_ADDR_MASK};
 use crate::vm::VmState;
 
@@ -170,6 +171,11 @@ impl Kvm {
         // SAFETY: `self` is a valid `struct kvm`; this only computes a field
         // address.
         unsafe { &raw mut (*self.raw()).arch }
+    }
+
+    fn mmu_lock_raw(&self) -> *mut bindings::rwlock_t {
+        // SAFETY: field address of a valid VM.
+        unsafe { &raw mut (*self.raw()).mmu_lock }
     }
 
     fn mmu_lock(&self) -> &RawRwLock {
@@ -308,6 +314,32 @@ impl Kvm {
             match how {
                 MmuLock::Shared => self.mmu_lock().cond_resched_read(),
                 MmuLock::Exclusive => self.mmu_lock().cond_resched_write(),
+            }
+        };
+    }
+
+    /// Drop `mmu_lock`, held as `how`, run `f`, which may sleep, and take
+    /// the lock again.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Kvm::cond_resched_mmu_lock`].
+    unsafe fn with_mmu_lock_dropped(&self, how: MmuLock, f: impl FnOnce()) {
+        let lock = self.mmu_lock_raw();
+        // SAFETY: the caller holds the lock as `how` and relies on nothing
+        // it protects until it is taken again.
+        unsafe {
+            match how {
+                MmuLock::Shared => bindings::read_unlock(lock),
+                MmuLock::Exclusive => bindings::write_unlock(lock),
+            }
+        };
+        f();
+        // SAFETY: retaken as the caller held it.
+        unsafe {
+            match how {
+                MmuLock::Shared => bindings::read_lock(lock),
+                MmuLock::Exclusive => bindings::write_lock(lock),
             }
         };
     }
@@ -610,20 +642,16 @@ impl Sp {
         unsafe { bindings::kvm_tdp_mmu_provider_free_sp(self.raw()) };
     }
 
-    /// Free the page after an RCU grace period. The caller unlinked it and
-    /// owns it; lockless walkers that reached it before may still read it.
-    pub(crate) fn free_after_grace_period(self) {
-        let pending = RCU_PENDING.fetch_add(1, Ordering::Relaxed) + 1;
-        RCU_PEAK.fetch_max(pending, Ordering::Relaxed);
-        // SAFETY: the caller owns `self`; `rcu_head` is unused until now and
-        // the callback frees the page exactly once. The module waits for
-        // its callbacks before unloading (`ProviderRegistration::drop`).
-        unsafe { rcu::call_rcu(&raw mut (*self.raw()).callback_head, free_sp_rcu) };
+    /// Hand the page, which the caller unlinked and owns, to the VM's
+    /// deferred freeing: it is freed after an RCU grace period, as lockless
+    /// walkers that reached it before may still read it.
+    pub(crate) fn free_after_grace_period(self, kvm: &Kvm) {
+        kvm.state().reclaim.queue(self);
     }
 }
 
-/// Page tables queued by [`Sp::free_after_grace_period`] whose grace period
-/// has not ended yet, over all VMs, and the most there have been at once.
+/// Page tables waiting for a grace period, over all VMs, and the most there
+/// have been at once (`kvm_rtdp/rcu`).
 static RCU_PENDING: AtomicU64 = AtomicU64::new(0);
 static RCU_PEAK: AtomicU64 = AtomicU64::new(0);
 
@@ -637,14 +665,142 @@ impl core::fmt::Debug for RcuFile {
     }
 }
 
-/// RCU callback of [`Sp::free_after_grace_period`].
-unsafe extern "C" fn free_sp_rcu(head: *mut bindings::callback_head) {
-    RCU_PENDING.fetch_sub(1, Ordering::Relaxed);
-    let offset = core::mem::offset_of!(bindings::kvm_mmu_page, callback_head);
-    // SAFETY: `head` is the `rcu_head` of a kvm_mmu_page queued by
-    // `free_after_grace_period`; the grace period has passed, so nothing
-    // references it.
-    unsafe { bindings::kvm_tdp_mmu_provider_free_sp(head.cast::<u8>().sub(offset).cast()) };
+/// RCU callbacks a VM may have in flight at once.
+pub(crate) const RECLAIM_SLOTS: usize = 4;
+
+/// Chains of removed tables, linked through the `next` word of their
+/// `possible_nx_huge_page_link`: a removed page is off the
+/// possible-NX-huge-page list for good (`crate::pages::unlinked`), and
+/// neither kvm.ko nor this module looks at that member again.
+struct SpLinks;
+
+impl reclaim::Links for SpLinks {
+    fn next(&self, node: usize) -> usize {
+        let sp = node as *mut bindings::kvm_mmu_page;
+        // SAFETY: `node` is a removed page owned by the chain's holder.
+        unsafe { (*sp).possible_nx_huge_page_link.next as usize }
+    }
+
+    fn set_next(&self, node: usize, next: usize) {
+        let sp = node as *mut bindings::kvm_mmu_page;
+        // SAFETY: as in `next`; only the page's owner links it.
+        unsafe { (*sp).possible_nx_huge_page_link.next = next as *mut bindings::list_head };
+    }
+}
+
+/// The RCU head of one of a VM's reclaim slots.
+struct Batch {
+    head: Opaque<bindings::callback_head>,
+    slot: usize,
+}
+
+/// A VM's deferred freeing of removed page tables (`crate::reclaim`): the
+/// accounting, and one RCU head per slot.
+///
+/// # Invariants
+///
+/// `batches[i].slot == i`, and a `Reclaimer` is not moved or dropped while
+/// a callback of its slots is in flight ([`Reclaimer::drain`] runs before
+/// the VM state goes away).
+pub(crate) struct Reclaimer {
+    core: reclaim::Reclaim<RECLAIM_SLOTS>,
+    batches: [Batch; RECLAIM_SLOTS],
+}
+
+// SAFETY: the RCU heads are used only by `call_rcu()` for slots the
+// accounting hands out to one thread at a time; the rest is atomics.
+unsafe impl Send for Reclaimer {}
+// SAFETY: as above.
+unsafe impl Sync for Reclaimer {}
+
+impl Reclaimer {
+    /// Nothing pending, `budget` tables allowed to wait before paths that
+    /// may sleep wait for a grace period themselves.
+    pub(crate) fn new(budget: u64) -> Self {
+        Reclaimer {
+            core: reclaim::Reclaim::new(budget),
+            // INVARIANT: slot numbers match positions.
+            batches: core::array::from_fn(|slot| Batch {
+                head: Opaque::uninit(),
+                slot,
+            }),
+        }
+    }
+
+    /// The accounting, for statistics and the budget.
+    pub(crate) fn accounting(&self) -> &reclaim::Reclaim<RECLAIM_SLOTS> {
+        &self.core
+    }
+
+    fn queue(&self, sp: Sp) {
+        let pending = RCU_PENDING.fetch_add(1, Ordering::Relaxed) + 1;
+        RCU_PEAK.fetch_max(pending, Ordering::Relaxed);
+        self.core.queue(&SpLinks, sp.raw() as usize);
+        self.submit();
+    }
+
+    /// Post a callback for what is queued, if a slot is free.
+    fn submit(&self) {
+        if let Some(slot) = self.core.submit() {
+            // SAFETY: the slot is ours until its callback reports it done,
+            // so its head is unused; the callback frees exactly the slot's
+            // chain; `self` outlives the callback (type invariant), and the
+            // module waits for its callbacks before unloading
+            // (`ProviderRegistration::drop`).
+            unsafe { rcu::call_rcu(self.batches[slot].head.get(), reclaim_callback) };
+        }
+    }
+
+    /// Free a chain of removed pages whose grace period has passed.
+    fn free(chain: usize) -> u64 {
+        let count = reclaim::free_chain(&SpLinks, chain, |node| {
+            // SAFETY: a removed page, unreachable since a grace period.
+            unsafe { bindings::kvm_tdp_mmu_provider_free_sp(node as *mut _) }
+        });
+        RCU_PENDING.fetch_sub(count, Ordering::Relaxed);
+        count
+    }
+
+    /// At a yield point, with `mmu_lock` dropped: wait for a grace period
+    /// and free what is queued, then for the callbacks in flight if that was
+    /// not enough.
+    fn wait_for_grace_period(&self) {
+        let chain = self.core.steal();
+        rcu::synchronize_rcu();
+        self.core.freed(Self::free(chain));
+        if self.core.over_budget() && self.core.in_flight() {
+            rcu::rcu_barrier();
+        }
+    }
+
+    /// Free everything: at VM teardown, after the last removal.
+    pub(crate) fn drain(&self) {
+        while self.core.pending() != 0 {
+            self.submit();
+            rcu::rcu_barrier();
+        }
+    }
+}
+
+/// The RCU callback of a reclaim slot.
+unsafe extern "C" fn reclaim_callback(head: *mut bindings::callback_head) {
+    let offset = core::mem::offset_of!(Batch, head);
+    // SAFETY: `head` is the `head` of a `Batch` (posted by
+    // `Reclaimer::submit`); container_of().
+    let batch = unsafe { &*head.cast::<u8>().sub(offset).cast::<Batch>() };
+    let offset = core::mem::offset_of!(Reclaimer, batches);
+    // SAFETY: `batch` is element `batch.slot` of the `batches` of a live
+    // `Reclaimer` (its invariants); container_of().
+    let reclaimer = unsafe {
+        &*core::ptr::from_ref(batch)
+            .sub(batch.slot)
+            .cast::<u8>()
+            .sub(offset)
+            .cast::<Reclaimer>()
+    };
+    let count = Reclaimer::free(reclaimer.core.take(batch.slot));
+    reclaimer.core.done(batch.slot, count);
+    reclaimer.submit();
 }
 
 /// A page table: 512 SPTEs.
@@ -779,6 +935,9 @@ pub(crate) struct Walk<'a> {
     iter: TdpIter<KernelTables>,
     end: u64,
     rcu: Option<rcu::Guard>,
+    /// Where the walk last waited for a grace period because of the
+    /// reclaim budget: it takes a step before it waits again.
+    waited_at: Option<u64>,
 }
 
 impl<'a> Walk<'a> {
@@ -800,6 +959,7 @@ impl<'a> Walk<'a> {
             iter,
             end,
             rcu: Some(rcu),
+            waited_at: None,
         }
     }
 
@@ -844,25 +1004,60 @@ impl<'a> Walk<'a> {
             && self.iter.next_last_level_gfn() != self.iter.yielded_gfn()
     }
 
+    /// Whether the walk must wait for a grace period before its next step:
+    /// the VM has as many removed tables waiting as its budget allows, and
+    /// the walk has not waited at this position yet. Checked before every
+    /// step, so a walk that removes at most one table per step never takes
+    /// the VM over its budget.
+    fn must_wait(&self) -> bool {
+        self.waited_at != Some(self.iter.next_last_level_gfn())
+            && self.kvm.state().reclaim.accounting().over_budget()
+    }
+
     /// Yield `mmu_lock` (held as `how`) and the CPU if needed, flushing the
-    /// TLBs first when `flush`. True when it yielded: the caller moves on
-    /// with [`Walk::next`], which re-walks from the root.
+    /// TLBs first when `flush`; when the VM is over its reclaim budget, wait
+    /// for a grace period with the lock dropped. True when it yielded: the
+    /// caller moves on with [`Walk::next`], which re-walks from the root.
     pub(crate) fn cond_resched(&mut self, flush: bool, how: MmuLock) -> bool {
-        if !self.need_resched() {
+        let wait = self.must_wait();
+        if !wait && !self.need_resched() {
             return false;
         }
+        self.yield_lock(flush, how, wait);
+        true
+    }
+
+    /// The walk is over: if the VM is over its reclaim budget, wait for a
+    /// grace period before the caller removes anything else (a root).
+    pub(crate) fn finish(mut self, how: MmuLock) {
+        if self.must_wait() {
+            self.yield_lock(false, how, true);
+        }
+    }
+
+    fn yield_lock(&mut self, flush: bool, how: MmuLock, wait: bool) {
         if flush {
             self.kvm.flush_remote_tlbs();
         }
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
         drop(self.rcu.take());
-        // SAFETY: the walk's caller holds `mmu_lock` as `how` (its entry's
-        // contract); the walk re-walks from the root after this, so nothing
-        // read under the lock is used again; the RCU section just ended.
-        unsafe { self.kvm.cond_resched_mmu_lock(how) };
+        if wait {
+            self.waited_at = Some(self.iter.next_last_level_gfn());
+            let reclaim = &self.kvm.state().reclaim;
+            // SAFETY: as below.
+            unsafe {
+                self.kvm
+                    .with_mmu_lock_dropped(how, || reclaim.wait_for_grace_period())
+            };
+        } else {
+            // SAFETY: the walk's caller holds `mmu_lock` as `how` (its
+            // entry's contract); the walk re-walks from the root after this,
+            // so nothing read under the lock is used again; the RCU section
+            // just ended.
+            unsafe { self.kvm.cond_resched_mmu_lock(how) };
+        }
         self.rcu = Some(rcu::read_lock());
-        true
     }
 }
 

@@ -22,6 +22,8 @@ pub mod iter;
 pub mod level;
 #[path = "core/src/mmio_gen.rs"]
 pub mod mmio_gen;
+#[path = "core/src/reclaim.rs"]
+pub mod reclaim;
 #[path = "core/src/spte.rs"]
 pub mod spte;
 
@@ -48,12 +50,21 @@ module! {
             default: true,
             description: "Bind VMs created from now on to kvm_rtdp (load-time only)",
         },
+        rcu_budget: u64 {
+            default: 4096,
+            description: "Removed page tables a VM may have waiting for an RCU grace period before zaps that may sleep wait for one (per VM; kvm_rtdp/<vm>/rcu changes it)",
+        },
     },
 }
 
 /// Whether a VM being created is bound to kvm_rtdp.
 fn bind_new_vms() -> bool {
     module_parameters::bind_new_vms.value()
+}
+
+/// The budget of deferred freeing given to new VMs (`crate::reclaim`).
+fn rcu_budget() -> u64 {
+    module_parameters::rcu_budget.value()
 }
 
 struct KvmRtdp {

@@ -147,7 +147,7 @@ pub(crate) fn put_root(kvm: &Kvm, root: Sp) {
     // INVARIANT: only invalidated roots lose their last reference.
     kernel::warn_on!(!root.is_tdp_mmu_page() || !root.is_invalid());
     kvm.lock_pages().del_root(root);
-    root.free_after_grace_period();
+    root.free_after_grace_period(kvm);
 }
 
 /// Mark the roots of `types` invalid and schedule them for a zap. Holds
@@ -183,11 +183,11 @@ pub(crate) fn zap_invalidated_roots(kvm: &Kvm, how: MmuLock) {
     }
 }
 
-/// Tear down a VM's TDP MMU: every root zapped and freed, and the RCU
-/// callbacks that free them run.
+/// Tear down a VM's TDP MMU: every root zapped, and every removed table
+/// freed.
 pub(crate) fn uninit(kvm: &Kvm) {
     invalidate_roots(kvm, RootTypes::VALID);
     zap_invalidated_roots(kvm, MmuLock::Exclusive);
     kernel::warn_on!(!kvm.roots_empty());
-    kernel::sync::rcu::rcu_barrier();
+    kvm.state().reclaim.drain();
 }

@@ -15,9 +15,10 @@ use kernel::debugfs::{Dir, File};
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::Arc;
+use kernel::uaccess::UserSliceReader;
 
 use crate::invalidations::Invalidations;
-use crate::kvm::{DebugfsRoot, Kvm};
+use crate::kvm::{DebugfsRoot, Kvm, Reclaimer};
 
 /// Per-VM state.
 pub(crate) struct VmState {
@@ -25,6 +26,8 @@ pub(crate) struct VmState {
     pub(crate) stats: Arc<Stats>,
     /// MMU notifier invalidations in progress (`crate::retry`).
     pub(crate) invalidations: Invalidations,
+    /// Removed page tables waiting for a grace period (`crate::reclaim`).
+    pub(crate) reclaim: Arc<Reclaimer>,
     /// `kvm_rtdp/<pid>-<n>/stats` in debugfs, removed with the state.
     _debugfs: Option<VmDebugfs>,
 }
@@ -32,6 +35,7 @@ pub(crate) struct VmState {
 /// A VM's debugfs directory and its files (dropped in this order).
 struct VmDebugfs {
     _stats: Pin<KBox<File<StatsFile>>>,
+    _rcu: Pin<KBox<File<Arc<Reclaimer>>>>,
     _dir: Dir,
 }
 
@@ -57,6 +61,32 @@ impl fmt::Debug for StatsFile {
         }
         Ok(())
     }
+}
+
+/// `rcu`: the VM's removed tables waiting for a grace period. Reads give
+/// `pending`, `peak`, `budget`, `batches` (RCU callbacks posted) and `waits`
+/// (grace periods waited for at the budget); writing a number sets the
+/// budget.
+fn show_rcu(reclaim: &Arc<Reclaimer>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let s = reclaim.accounting().stats();
+    writeln!(f, "pending {}", s.pending)?;
+    writeln!(f, "peak {}", s.peak)?;
+    writeln!(f, "budget {}", s.budget)?;
+    writeln!(f, "batches {}", s.batches)?;
+    writeln!(f, "waits {}", s.waits)
+}
+
+fn set_rcu_budget(reclaim: &Arc<Reclaimer>, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 24];
+    let n = reader.len();
+    if n == 0 || n > buf.len() {
+        return Err(EINVAL);
+    }
+    reader.read_slice(&mut buf[..n])?;
+    let text = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
+    let budget = text.trim().parse::<u64>().map_err(|_| EINVAL)?;
+    reclaim.accounting().set_budget(budget);
+    Ok(())
 }
 
 /// VMs given state so far, to name their debugfs directories.
@@ -102,6 +132,7 @@ impl Stats {
 /// `kvm_rtdp/<pid>-<n>/` (n counts VMs since the module was loaded).
 pub(crate) fn init(kvm: &Kvm) -> Result {
     let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
+    let reclaim = Arc::new(Reclaimer::new(crate::rcu_budget()), GFP_KERNEL)?;
     let debugfs = match DebugfsRoot::get() {
         Some(root) => {
             let n = VMS.fetch_add(1, Ordering::Relaxed);
@@ -111,8 +142,13 @@ pub(crate) fn init(kvm: &Kvm) -> Result {
                 dir.read_only_file(c"stats", StatsFile(stats.clone())),
                 GFP_KERNEL,
             )?;
+            let rcu = KBox::pin_init(
+                dir.read_write_callback_file(c"rcu", reclaim.clone(), &show_rcu, &set_rcu_budget),
+                GFP_KERNEL,
+            )?;
             Some(VmDebugfs {
                 _stats: file,
+                _rcu: rcu,
                 _dir: dir,
             })
         }
@@ -122,6 +158,7 @@ pub(crate) fn init(kvm: &Kvm) -> Result {
         VmState {
             stats,
             invalidations: Invalidations::new(),
+            reclaim,
             _debugfs: debugfs,
         },
         GFP_KERNEL,

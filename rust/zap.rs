@@ -13,9 +13,11 @@ use crate::level::Level;
 use crate::roots::Roots;
 use crate::spte::{Spte, NONPRESENT};
 
-/// Zap every SPTE of `root`. In passes of decreasing granularity (4KiB,
-/// 2MiB, 1GiB, then the top level), so that each step is small and yielding
-/// comes often.
+/// Zap every SPTE of `root`. In passes of increasing level (4KiB, 2MiB,
+/// 1GiB, then the top level), so that each step is small and yielding comes
+/// often: a step removes at most one table, whose entries the pass before
+/// emptied, which keeps the VM within its reclaim budget (`Walk::finish`
+/// leaves room for the root itself).
 pub(crate) fn zap_root(kvm: &Kvm, root: Sp, how: MmuLock) {
     kernel::warn_on!(root.root_refs() == 0);
     for level in [Level::PG_4K, Level::PG_2M, Level::PG_1G, root.level()] {
@@ -41,6 +43,7 @@ fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
             walk.next();
         }
     }
+    walk.finish(how);
 }
 
 /// Zap the leaf SPTEs of `root` in `[start, end)`, holding `mmu_lock` for

@@ -58,6 +58,8 @@ M=/lib/modules
 [ -f $M/irqbypass.ko ] && load irqbypass $M/irqbypass.ko
 load kvm $M/kvm.ko
 load kvm-amd $M/kvm-amd.ko
+# Test hook for rtdp_rcu_storm_test: holds back RCU grace periods on request.
+[ "$mode" = check ] && load rtdp_rcu_hold $M/rtdp_rcu_hold.ko
 
 provider() { cat /sys/module/kvm/parameters/tdp_mmu_provider 2>/dev/null; }
 
@@ -112,6 +114,8 @@ run_test() { # run_test column name timeout cmd...
 	*) st=fail; result "not ok" "$col/$name" "exit $rc after ${secs}s" ;;
 	esac
 	echo "$name $col $st ${secs}s" >>/tmp/columns
+	# Numbers a test reports for the README, passing or not.
+	sed -n 's/^rtdp-report: /# | /p' "$log" >&3
 	if [ $rc -ne 0 ] || [ "$mode" = run ]; then
 		tail -n 25 "$log" | sed 's/^/# | /' >&3
 	fi

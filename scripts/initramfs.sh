@@ -26,8 +26,10 @@ for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
 	cp "$RTDP_BUILD/$m" "$root/lib/modules/"
 done
 cp "$ko" "$root/lib/modules/kvm_rtdp.ko"
-# test-only module built beside kvm_rtdp (Kbuild)
-cp "$(dirname "$ko")/../selftests/modules/kvm_rtdp_second.ko" "$root/lib/modules/"
+# test-only modules built beside kvm_rtdp (Kbuild)
+for m in kvm_rtdp_second rtdp_rcu_hold; do
+	cp "$(dirname "$ko")/../selftests/modules/$m.ko" "$root/lib/modules/"
+done
 
 plan="$RTDP_ROOT/selftests/vm-tests.list"
 cp "$plan" "$root/tests/plan"

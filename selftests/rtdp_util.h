@@ -5,6 +5,11 @@
 #ifndef SELFTEST_RTDP_UTIL_H
 #define SELFTEST_RTDP_UTIL_H
 
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "kvm_util.h"
 #include "test_util.h"
 #include "ucall_common.h"
@@ -21,6 +26,76 @@ static inline void rtdp_expect_ucall(struct kvm_vcpu *vcpu, u64 want)
 		REPORT_GUEST_ASSERT(uc);
 	TEST_ASSERT(cmd == want, "ucall %lu, want %lu (exit reason %s)", cmd, want,
 		    exit_reason_str(vcpu->run->exit_reason));
+}
+
+/*
+ * The debugfs directory kvm_rtdp gave this process's VM ("<pid>-<n>"), in
+ * @path; false if there is none (the VM runs on the C TDP MMU).  With
+ * several VMs in the process, the first one found.
+ */
+static inline bool rtdp_vm_debugfs(char *path, size_t size)
+{
+	const char *root = "/sys/kernel/debug/kvm_rtdp";
+	char prefix[32];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	d = opendir(root);
+	if (!d)
+		return false;
+	snprintf(prefix, sizeof(prefix), "%d-", getpid());
+	while ((e = readdir(d))) {
+		if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+			snprintf(path, size, "%s/%s", root, e->d_name);
+			found = true;
+			break;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Value of the "@name N" line of the debugfs file @dir/@file; asserts that
+ * the line is there.
+ */
+static inline long rtdp_debugfs_value(const char *dir, const char *file, const char *name)
+{
+	char path[256], line[128], key[64];
+	long value, found = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "open %s", path);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %ld", key, &value) == 2 && !strcmp(key, name))
+			found = value;
+	fclose(f);
+	TEST_ASSERT(found >= 0, "no '%s' in %s", name, path);
+	return found;
+}
+
+/* SecPageTables of /proc/meminfo in kB, made exact first (vm.stat_refresh). */
+static inline long rtdp_sec_page_tables_kb(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f;
+
+	f = fopen("/proc/sys/vm/stat_refresh", "w");
+	TEST_ASSERT(f, "open /proc/sys/vm/stat_refresh");
+	fputs("1\n", f);
+	fclose(f);
+
+	f = fopen("/proc/meminfo", "r");
+	TEST_ASSERT(f, "open /proc/meminfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SecPageTables: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
 }
 
 #endif /* SELFTEST_RTDP_UTIL_H */

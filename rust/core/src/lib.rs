@@ -17,6 +17,7 @@ pub mod invalidations;
 pub mod iter;
 pub mod level;
 pub mod mmio_gen;
+pub mod reclaim;
 pub mod spte;
 
 #[cfg(test)]
