@@ -51,6 +51,24 @@ else
 		done
 fi
 
+# Loom explores every interleaving of the lock-free models (release build:
+# the debug one takes minutes); the crate is fetched from crates.io once.
+log "host: loom models (rust/core, --cfg loom)"
+if RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target-loom" cargo test --release \
+	--quiet --manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" loom_tests -- --format=pretty \
+	>"$out/loom.log" 2>&1; then
+	:
+fi
+n=$(grep -cE '^test .* \.\.\. ' "$out/loom.log" || true)
+if [ "$n" -eq 0 ]; then
+	record "not ok" "host loom" "no model ran; log: $out/loom.log"
+else
+	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\)$/\2 \1/p' "$out/loom.log" |
+		while read -r st name; do
+			if [ "$st" = ok ]; then record ok "host loom $name"; else record "not ok" "host loom $name"; fi
+		done
+fi
+
 log "host: rustfmt --check (the kernel's .rustfmt.toml, Debian's rustfmt)"
 if fmt_out=$(find "$RTDP_ROOT/rust" -name '*.rs' -not -path '*/target/*' -print0 |
 	xargs -0 /usr/bin/rustfmt --config-path "$RTDP_ROOT/rust/.rustfmt.toml" --check -l 2>&1); then
