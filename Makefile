@@ -6,6 +6,8 @@
 #                 KVM guest workload on it and print what happened
 #   make check    host tests, builds, and the VM test run; prints a KTAP report
 #                 ending in `N passed, N failed, N skipped`
+#   make bench    C TDP MMU against kvm_rtdp in one boot under QEMU -icount:
+#                 median, spread and Rust/C ratio per phase, and a CSV
 #
 # Parts: deps, kernel, module, selftests, host-test, script-test, clean-cache.
 # Build products live in $(RTDP_CACHE) (default ~/.cache/rtdp), never here.
@@ -14,13 +16,16 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: run check deps kernel module selftests host-test script-test clean-cache
+.PHONY: run check bench deps kernel module selftests host-test script-test clean-cache
 
 run:
 	@bash $(S)/run.sh
 
 check:
 	@bash $(S)/check.sh
+
+bench:
+	@bash $(S)/bench.sh
 
 deps:
 	@bash $(S)/deps.sh

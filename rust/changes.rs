@@ -23,7 +23,7 @@ use crate::kvm::{Kvm, MmuLock, Sp, Sptep, Table, Walk};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::pages;
 use crate::spte::{Spte, FROZEN};
-use crate::vm::Stats;
+use crate::vm::Counter;
 
 /// The bookkeeping of the SPTE at `gfn` and `level` in `sp` changing from
 /// `old` to `new`, which has been written already (or is frozen for it).
@@ -84,7 +84,7 @@ fn remove_table(kvm: &Kvm, table: Table, how: MmuLock) {
     let base = sp.gfn();
 
     pages::unlinked(kvm, sp);
-    Stats::count(&kvm.state().stats.tables_removed);
+    kvm.state().stats.count(Counter::TablesRemoved);
 
     for i in 0..SPTE_ENT_PER_PAGE {
         let sptep = table.sptep(i);

@@ -14,7 +14,7 @@ use crate::kvm::{make_nonleaf_spte, make_small_spte, Fault, PfResult, RootRole, 
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::mmio;
 use crate::pages;
-use crate::vm::Stats;
+use crate::vm::Counter;
 
 /// Handle `fault` of `vcpu` on its current root.
 pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
@@ -38,7 +38,7 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
         let old = walk.old_spte();
         // Somebody is removing or changing this SPTE: don't build under it.
         if old.is_frozen() {
-            Stats::count(&stats.retries_frozen);
+            stats.count(Counter::RetriesFrozen);
             return PfResult::Retry;
         }
         if walk.level() == fault.goal_level() {
@@ -60,10 +60,10 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
         };
         if linked.is_err() {
             sp.free_unused();
-            Stats::count(&stats.retries_raced);
+            stats.count(Counter::RetriesRaced);
             return PfResult::Retry;
         }
-        Stats::count(&stats.tables_linked);
+        stats.count(Counter::TablesLinked);
         pages::linked(
             kvm,
             sp,
@@ -113,7 +113,7 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
         && old.is_leaf(level)
         && (fault.prefetch() || !vcpu.permission_fault(old, fault))
     {
-        Stats::count(&kvm.state().stats.faults_spurious);
+        kvm.state().stats.count(Counter::FaultsSpurious);
         return PfResult::Spurious;
     }
 
@@ -128,7 +128,7 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
     if new == old {
         ret = PfResult::Spurious;
     } else if changes::set_shared(kvm, walk, new).is_err() {
-        Stats::count(&stats.retries_raced);
+        stats.count(Counter::RetriesRaced);
         return PfResult::Retry;
     } else if old.is_present() && !old.is_leaf(level) {
         // A table was replaced by a huge page: its translations may be
@@ -142,12 +142,12 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
     }
     if kvm.is_mmio_spte(new) {
         vcpu.count_mmio_spte_created();
-        Stats::count(&stats.mmio_sptes);
+        stats.count(Counter::MmioSptes);
         ret = PfResult::Emulate;
     }
     match ret {
-        PfResult::Spurious => Stats::count(&stats.faults_spurious),
-        _ => Stats::count(&stats.faults_fixed),
+        PfResult::Spurious => stats.count(Counter::FaultsSpurious),
+        _ => stats.count(Counter::FaultsFixed),
     }
     ret
 }

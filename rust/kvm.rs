@@ -257,12 +257,14 @@ impl Kvm {
 
     /// Flush every vCPU's TLB for this VM.
     pub(crate) fn flush_remote_tlbs(&self) {
+        self.state().stats.count(crate::vm::Counter::TlbFlushes);
         // SAFETY: `self` is a valid VM.
         unsafe { bindings::kvm_flush_remote_tlbs(self.raw()) };
     }
 
     /// Flush the translations of the `level`-sized region holding `gfn`.
     pub(crate) fn flush_remote_tlbs_gfn(&self, gfn: u64, level: Level) {
+        self.state().stats.count(crate::vm::Counter::TlbFlushes);
         // SAFETY: `self` is a valid VM.
         unsafe {
             bindings::kvm_flush_remote_tlbs_range(self.raw(), level.round_gfn(gfn), level.pages())

@@ -15,7 +15,7 @@
 
 use crate::invalidations::Retry;
 use crate::kvm::Kvm;
-use crate::vm::Stats;
+use crate::vm::Counter;
 
 /// `kvm_mmu_invalidate_start()` ran, `mmu_lock` held for write.
 pub(crate) fn start(kvm: &Kvm) {
@@ -46,17 +46,17 @@ pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> boo
     }
     match answer {
         Retry::InRange => {
-            Stats::count(&state.stats.retries_range);
+            state.stats.count(Counter::RetriesRange);
             true
         }
         Retry::Sequence => {
-            Stats::count(&state.stats.retries_seq);
+            state.stats.count(Counter::RetriesSeq);
             true
         }
         Retry::No => {
             if current != mmu_seq || (inv.in_progress() && kvm.invalidate_union_contains(gfn)) {
                 // Upstream's widened range or sequence check would retry.
-                Stats::count(&state.stats.retries_avoided);
+                state.stats.count(Counter::RetriesAvoided);
             }
             false
         }

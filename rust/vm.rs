@@ -11,6 +11,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use kernel::cpu::CpuId;
 use kernel::debugfs::{Dir, File};
 use kernel::prelude::*;
 use kernel::str::CString;
@@ -39,27 +40,18 @@ struct VmDebugfs {
     _dir: Dir,
 }
 
-/// The contents of a VM's `stats` file: one `name value` line per counter.
+/// The contents of a VM's `stats` file: one `name value` line per counter,
+/// then `tables_in_use`.
 struct StatsFile(Arc<Stats>);
 
 impl fmt::Debug for StatsFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.0;
-        for (name, counter) in [
-            ("faults_fixed", &s.faults_fixed),
-            ("faults_spurious", &s.faults_spurious),
-            ("retries_frozen", &s.retries_frozen),
-            ("retries_raced", &s.retries_raced),
-            ("retries_range", &s.retries_range),
-            ("retries_seq", &s.retries_seq),
-            ("retries_avoided", &s.retries_avoided),
-            ("mmio_sptes", &s.mmio_sptes),
-            ("tables_linked", &s.tables_linked),
-            ("tables_removed", &s.tables_removed),
-        ] {
-            writeln!(f, "{name} {}", Stats::get(counter))?;
+        for counter in Counter::ALL {
+            writeln!(f, "{} {}", counter.name(), self.0.get(counter))?;
         }
-        Ok(())
+        let linked = self.0.get(Counter::TablesLinked);
+        let removed = self.0.get(Counter::TablesRemoved);
+        writeln!(f, "tables_in_use {}", linked.saturating_sub(removed))
     }
 }
 
@@ -92,39 +84,99 @@ fn set_rcu_budget(reclaim: &Arc<Reclaimer>, reader: &mut UserSliceReader) -> Res
 /// VMs given state so far, to name their debugfs directories.
 static VMS: AtomicU64 = AtomicU64::new(0);
 
-/// Event counts of a VM's MMU, shown in debugfs (`Documentation/rust-mmu.md`).
+/// What a VM's MMU counts (`Documentation/rust-mmu.md`).
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    /// Faults that installed a leaf or MMIO SPTE.
+    FaultsFixed,
+    /// Faults that found their SPTE fixed by somebody else.
+    FaultsSpurious,
+    /// Faults retried because an SPTE on their way was frozen.
+    RetriesFrozen,
+    /// Faults retried because an SPTE changed under their cmpxchg.
+    RetriesRaced,
+    /// Faults retried because their gfn is inside an invalidation.
+    RetriesRange,
+    /// Faults retried because an invalidation ended since their lookup.
+    RetriesSeq,
+    /// Faults not retried that upstream's widened range would have retried.
+    RetriesAvoided,
+    /// MMIO SPTEs installed.
+    MmioSptes,
+    /// Page tables linked into the tree.
+    TablesLinked,
+    /// Page tables removed from the tree (freed after a grace period).
+    TablesRemoved,
+    /// Leaf SPTEs zapped.
+    LeafsZapped,
+    /// Remote TLB flushes issued by kvm_rtdp, or asked of kvm.ko by the
+    /// return value of an entry.
+    TlbFlushes,
+}
+
+const COUNTERS: usize = 12;
+
+impl Counter {
+    const ALL: [Counter; COUNTERS] = [
+        Counter::FaultsFixed,
+        Counter::FaultsSpurious,
+        Counter::RetriesFrozen,
+        Counter::RetriesRaced,
+        Counter::RetriesRange,
+        Counter::RetriesSeq,
+        Counter::RetriesAvoided,
+        Counter::MmioSptes,
+        Counter::TablesLinked,
+        Counter::TablesRemoved,
+        Counter::LeafsZapped,
+        Counter::TlbFlushes,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Counter::FaultsFixed => "faults_fixed",
+            Counter::FaultsSpurious => "faults_spurious",
+            Counter::RetriesFrozen => "retries_frozen",
+            Counter::RetriesRaced => "retries_raced",
+            Counter::RetriesRange => "retries_range",
+            Counter::RetriesSeq => "retries_seq",
+            Counter::RetriesAvoided => "retries_avoided",
+            Counter::MmioSptes => "mmio_sptes",
+            Counter::TablesLinked => "tables_linked",
+            Counter::TablesRemoved => "tables_removed",
+            Counter::LeafsZapped => "leafs_zapped",
+            Counter::TlbFlushes => "tlb_flushes",
+        }
+    }
+}
+
+/// Shards of the counters: a vCPU counts in the shard of the CPU it runs
+/// on, so that vCPUs faulting at once do not bounce one cache line.
+const SHARDS: usize = 8;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Shard([AtomicU64; COUNTERS]);
+
+/// Event counts of a VM's MMU, shown in debugfs.
 #[derive(Default)]
 pub(crate) struct Stats {
-    /// Faults that installed a leaf or MMIO SPTE.
-    pub(crate) faults_fixed: AtomicU64,
-    /// Faults that found their SPTE fixed by somebody else.
-    pub(crate) faults_spurious: AtomicU64,
-    /// Faults retried because an SPTE on their way was frozen.
-    pub(crate) retries_frozen: AtomicU64,
-    /// Faults retried because an SPTE changed under their cmpxchg.
-    pub(crate) retries_raced: AtomicU64,
-    /// MMIO SPTEs installed.
-    pub(crate) mmio_sptes: AtomicU64,
-    /// Page tables linked into the tree.
-    pub(crate) tables_linked: AtomicU64,
-    /// Page tables removed from the tree (freed after a grace period).
-    pub(crate) tables_removed: AtomicU64,
-    /// Faults retried because their gfn is inside an invalidation.
-    pub(crate) retries_range: AtomicU64,
-    /// Faults retried because an invalidation ended since their lookup.
-    pub(crate) retries_seq: AtomicU64,
-    /// Faults not retried that upstream's widened range would have retried.
-    pub(crate) retries_avoided: AtomicU64,
+    shards: [Shard; SHARDS],
 }
 
 impl Stats {
     /// Count one event.
-    pub(crate) fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count(&self, counter: Counter) {
+        let shard = CpuId::current().as_u32() as usize % SHARDS;
+        self.shards[shard].0[counter as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// The count so far (the sum of the shards; not a snapshot).
+    pub(crate) fn get(&self, counter: Counter) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.0[counter as usize].load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -172,16 +224,12 @@ pub(crate) fn uninit(kvm: &Kvm) {
     let state = kvm.take_state();
     let s = &state.stats;
     pr_debug!(
-        "VM done: {} faults fixed, {} spurious, retried {} on frozen SPTEs, {} on races, {} in invalidated ranges, {} on sequence changes, {} retries avoided, {} MMIO SPTEs, {} tables linked, {} removed\n",
-        Stats::get(&s.faults_fixed),
-        Stats::get(&s.faults_spurious),
-        Stats::get(&s.retries_frozen),
-        Stats::get(&s.retries_raced),
-        Stats::get(&s.retries_range),
-        Stats::get(&s.retries_seq),
-        Stats::get(&s.retries_avoided),
-        Stats::get(&s.mmio_sptes),
-        Stats::get(&s.tables_linked),
-        Stats::get(&s.tables_removed)
+        "VM done: {} faults fixed, {} retried in invalidated ranges, {} on sequence changes, {} retries avoided, {} tables linked, {} removed\n",
+        s.get(Counter::FaultsFixed),
+        s.get(Counter::RetriesRange),
+        s.get(Counter::RetriesSeq),
+        s.get(Counter::RetriesAvoided),
+        s.get(Counter::TablesLinked),
+        s.get(Counter::TablesRemoved)
     );
 }

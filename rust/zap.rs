@@ -12,6 +12,7 @@ use crate::kvm::{max_gfn_exclusive, GfnRange, Kvm, MmuLock, RootTypes, Sp, Walk}
 use crate::level::Level;
 use crate::roots::Roots;
 use crate::spte::{Spte, NONPRESENT};
+use crate::vm::Counter;
 
 /// Zap every SPTE of `root`. In passes of increasing level (4KiB, 2MiB,
 /// 1GiB, then the top level), so that each step is small and yielding comes
@@ -34,9 +35,13 @@ fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
             walk.next();
             continue;
         }
-        if !walk.old_spte().is_present() || walk.level() > zap_level {
+        let old = walk.old_spte();
+        if !old.is_present() || walk.level() > zap_level {
             walk.next();
             continue;
+        }
+        if old.is_leaf(walk.level()) {
+            kvm.state().stats.count(Counter::LeafsZapped);
         }
         // Busy: somebody changed the SPTE; look at it again.
         if changes::set(kvm, &mut walk, Spte(NONPRESENT), how).is_ok() {
@@ -68,6 +73,7 @@ fn zap_leafs_in(
         let old = walk.old_spte();
         if old.is_present() && old.is_leaf(walk.level()) {
             changes::set_exclusive(kvm, &mut walk, Spte(NONPRESENT));
+            kvm.state().stats.count(Counter::LeafsZapped);
             flush |= !root.is_invalid();
         }
         walk.next();
@@ -79,6 +85,14 @@ fn zap_leafs_in(
 pub(crate) fn zap_leafs(kvm: &Kvm, start: u64, end: u64, mut flush: bool) -> bool {
     for root in Roots::new(kvm, RootTypes::VALID, None) {
         flush = zap_leafs_in(kvm, root, start, end, true, flush);
+    }
+    count_flush(kvm, flush)
+}
+
+/// An entry returns `flush` to kvm.ko, which flushes when it is true.
+fn count_flush(kvm: &Kvm, flush: bool) -> bool {
+    if flush {
+        kvm.state().stats.count(Counter::TlbFlushes);
     }
     flush
 }
@@ -98,7 +112,7 @@ pub(crate) fn unmap_gfn_range(kvm: &Kvm, range: &GfnRange, mut flush: bool) -> b
             flush,
         );
     }
-    flush
+    count_flush(kvm, flush)
 }
 
 /// Zap every direct root, invalid ones included. No TLB flush: this runs

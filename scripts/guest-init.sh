@@ -180,6 +180,41 @@ check)
 		result "not ok" "unload kvm_rtdp" "$out"
 	fi
 	;;
+bench)
+	# Alternate the columns, so that drift over the run hits both alike.
+	# Lines: bench NAME COLUMN REP SECONDS PHASE
+	reps=1
+	for arg in $(cat /proc/cmdline); do
+		case "$arg" in rtdp.reps=*) reps=${arg#rtdp.reps=} ;; esac
+	done
+	say "# bench: $reps repetitions, C then Rust each time"
+	rep=1
+	while [ $rep -le "$reps" ]; do
+		for col in c rust; do
+			if [ $col = rust ]; then
+				insmod $M/kvm_rtdp.ko || { result "not ok" "load kvm_rtdp"; finish; }
+			fi
+			while read -r name t cmd; do
+				case "$name" in "" | \#*) continue ;; esac
+				log=/tmp/log/bench.$name.$col.$rep
+				# shellcheck disable=SC2086
+				if (cd /tests && timeout -s KILL "$t" ./$cmd) >"$log" 2>&1; then
+					awk -v n="$name" -v c=$col -v r=$rep '
+						/:[ \t]*[0-9]+\.[0-9]+s$/ {
+							s = $0; sub(/s$/, "", s); v = s; sub(/.*:[ \t]*/, "", v)
+							sub(/:[ \t]*[0-9.]+$/, "", s); gsub(/[ \t,]+/, " ", s)
+							print "bench", n, c, r, v, s
+						}' "$log" >&3
+				else
+					result "not ok" "bench $col/$name run $rep"
+					tail -n 15 "$log" | sed 's/^/# | /' >&3
+				fi
+			done </tests/bench
+			[ $col = rust ] && { rmmod kvm_rtdp || { result "not ok" "unload kvm_rtdp"; finish; }; }
+		done
+		rep=$((rep + 1))
+	done
+	;;
 *) result "not ok" "mode" "unknown rtdp.mode=$mode" ;;
 esac
 finish

@@ -32,11 +32,15 @@ for m in kvm_rtdp_second rtdp_rcu_hold; do
 done
 
 plan="$RTDP_ROOT/selftests/vm-tests.list"
+bench="$RTDP_ROOT/selftests/bench.list"
 cp "$plan" "$root/tests/plan"
-# The program of each entry, and any argument naming a built selftest (a
-# wrapper script's upstream binary).
-awk '!/^[[:space:]]*(#|$)/ { print $4; for (i = 5; i <= NF; i++) print "?" $i }' "$plan" |
-	sort -u | while read -r bin; do
+cp "$bench" "$root/tests/bench"
+# The program of each entry (of the test plan and of the benchmark), and any
+# argument naming a built selftest (a wrapper script's upstream binary).
+{
+	awk '!/^[[:space:]]*(#|$)/ { print $4; for (i = 5; i <= NF; i++) print "?" $i }' "$plan"
+	awk '!/^[[:space:]]*(#|$)/ { print $3 }' "$bench"
+} | sort -u | while read -r bin; do
 	case "$bin" in
 	\?*) bin=${bin#\?}; [ -f "$RTDP_SELFTESTS/$bin" ] || continue ;;
 	*) [ -x "$RTDP_SELFTESTS/$bin" ] || die "selftest $bin not built (in $RTDP_SELFTESTS)" ;;

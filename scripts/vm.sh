@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vm.sh run|check INITRAMFS OUTDIR
+# vm.sh run|check|bench INITRAMFS OUTDIR
 #
 # Boot the cached kernel in QEMU (TCG, -cpu max: SVM with NPT) with INITRAMFS,
 # stream the guest's report (ttyS1) and write OUTDIR/{console,report}.log.
@@ -18,6 +18,17 @@ RTDP_VM_CPUS=${RTDP_VM_CPUS:-2}
 # and slack.
 limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 == "both" ? 2 : 1) } END { print t + 180 }' \
 	"$RTDP_ROOT/selftests/vm-tests.list")
+# The benchmark runs under -icount: guest time follows the instruction count,
+# not the host's load (one TCG thread then, as icount requires).
+accel=(-accel tcg,thread=multi)
+append=
+if [ "$mode" = bench ]; then
+	reps=${RTDP_BENCH_REPS:-5}
+	limit=$(awk -v r="$reps" '!/^[[:space:]]*(#|$)/ { t += 2 * $2 } END { print t * r + 300 }' \
+		"$RTDP_ROOT/selftests/bench.list")
+	accel=(-accel tcg,thread=single -icount "${RTDP_BENCH_ICOUNT:-shift=3,sleep=off}")
+	append=" rtdp.reps=$reps"
+fi
 
 mkdir -p "$outdir"
 console="$outdir/console.log"
@@ -27,11 +38,11 @@ report="$outdir/report.log"
 
 log "booting guest (mode $mode, $RTDP_VM_CPUS vCPUs, $RTDP_VM_MEM, limit ${limit}s)"
 timeout -s KILL "$limit" qemu-system-x86_64 \
-	-accel tcg,thread=multi -cpu max -smp "$RTDP_VM_CPUS" -m "$RTDP_VM_MEM" \
+	"${accel[@]}" -cpu max -smp "$RTDP_VM_CPUS" -m "$RTDP_VM_MEM" \
 	-display none -monitor none -no-reboot \
 	-serial "file:$console" -serial "file:$report" \
 	-kernel "$RTDP_BUILD/arch/x86/boot/bzImage" -initrd "$initrd" \
-	-append "console=ttyS0 oops=panic panic=-1 rtdp.mode=$mode" &
+	-append "console=ttyS0 oops=panic panic=-1 rtdp.mode=$mode$append" &
 qpid=$!
 tail -n +1 -f --pid=$qpid "$report" 2>/dev/null | grep -v '^rtdp-exit:' >&2 || true
 qrc=0

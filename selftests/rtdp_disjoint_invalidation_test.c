@@ -81,18 +81,20 @@ static u64 retries(struct kvm_vcpu *vcpu)
 	       vcpu_get_stat(vcpu, pf_spurious) - vcpu_get_stat(vcpu, pf_emulate);
 }
 
-int main(void)
+/*
+ * One run: PASSES passes over A under the invalidation storm.  False if the
+ * guest shut down (triple fault) instead of reaching its next ucall.
+ */
+static bool measure(bool rtdp, u64 *taken, u64 *retried)
 {
-	u64 taken, retried, c_taken, c_retried;
 	struct kvm_vcpu *vcpu;
 	pthread_t threads[2];
 	struct kvm_vm *vm;
-	bool rtdp;
+	bool shutdown = false;
+	struct ucall uc;
 	char *hva;
-	FILE *f;
 	int pass;
 
-	rtdp = on_rtdp();
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
 				    3 * REGION / getpagesize(), 0);
@@ -100,10 +102,24 @@ int main(void)
 	vcpu_args_set(vcpu, 1, 0);
 	hva = addr_gpa2hva(vm, TEST_GPA);
 
+	atomic_store(&stop, false);
+	atomic_store(&invalidations, 0);
 	pthread_create(&threads[0], NULL, invalidator, hva);
 	pthread_create(&threads[1], NULL, invalidator, hva + 2 * REGION);
 	for (pass = 0; pass < PASSES; pass++) {
-		rtdp_expect_ucall(vcpu, UCALL_SYNC);
+		vcpu_run(vcpu);
+		if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN) {
+			shutdown = true;
+			break;
+		}
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_SYNC:
+			break;
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+		default:
+			TEST_FAIL("unexpected exit %s", exit_reason_str(vcpu->run->exit_reason));
+		}
 		/* Drop A so that the next pass faults it in again. */
 		TEST_ASSERT(!madvise(hva + REGION, REGION, MADV_DONTNEED), "madvise A");
 	}
@@ -111,15 +127,37 @@ int main(void)
 	pthread_join(threads[0], NULL);
 	pthread_join(threads[1], NULL);
 
-	taken = vcpu_get_stat(vcpu, pf_taken);
-	retried = retries(vcpu);
+	*taken = vcpu_get_stat(vcpu, pf_taken);
+	*retried = retries(vcpu);
 	printf("%s: %d passes over %llu MiB, %lu invalidations of B and C: ",
-	       rtdp ? "kvm_rtdp" : "C TDP MMU", PASSES, REGION >> 20,
+	       rtdp ? "kvm_rtdp" : "C TDP MMU", pass, REGION >> 20,
 	       atomic_load(&invalidations));
-	printf("%lu faults taken, %lu retried\n", taken, retried);
+	printf("%lu faults taken, %lu retried%s\n", *taken, *retried,
+	       shutdown ? "; the guest shut down" : "");
 	kvm_vm_free(vm);
+	return !shutdown;
+}
 
+int main(void)
+{
+	u64 taken, retried, c_taken, c_retried;
+	bool rtdp;
+	FILE *f;
+
+	rtdp = on_rtdp();
 	if (!rtdp) {
+		/*
+		 * On QEMU TCG the guest has been seen to triple-fault on the C
+		 * TDP MMU under this storm (1 run in 4, never on kvm_rtdp): the
+		 * baseline is measured once more then, and the run reported.
+		 */
+		if (!measure(false, &taken, &retried)) {
+			printf("rtdp-report: disjoint, C: guest shut down, measuring again\n");
+			TEST_ASSERT(measure(false, &taken, &retried),
+				    "the guest shut down twice on the C TDP MMU");
+		}
+		printf("rtdp-report: disjoint, C TDP MMU: %lu of %lu faults retried\n",
+		       retried, taken);
 		f = fopen(RESULT_FILE, "w");
 		TEST_ASSERT(f, "open %s", RESULT_FILE);
 		fprintf(f, "%lu %lu\n", taken, retried);
@@ -127,12 +165,13 @@ int main(void)
 		return 0;
 	}
 
+	TEST_ASSERT(measure(true, &taken, &retried), "the guest shut down on kvm_rtdp");
 	f = fopen(RESULT_FILE, "r");
 	__TEST_REQUIRE(f, "no result of the C TDP MMU in %s", RESULT_FILE);
 	TEST_ASSERT(fscanf(f, "%lu %lu", &c_taken, &c_retried) == 2, "reading %s", RESULT_FILE);
 	fclose(f);
-	printf("retries: C TDP MMU %lu, kvm_rtdp %lu (%.1f%% of C)\n", c_retried, retried,
-	       c_retried ? 100.0 * retried / c_retried : 0.0);
+	printf("rtdp-report: disjoint, kvm_rtdp: %lu of %lu faults retried (%.1f%% of C)\n",
+	       retried, taken, c_retried ? 100.0 * retried / c_retried : 0.0);
 	TEST_ASSERT(c_retried >= 100,
 		    "the C TDP MMU retried only %lu times: the invalidations did not overlap the faults",
 		    c_retried);

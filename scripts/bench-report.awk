@@ -1,0 +1,37 @@
+# bench-report.awk: the benchmark's report lines -> CSV (to csv=FILE) and a
+# table on stdout. Input lines: bench NAME COLUMN REP SECONDS PHASE...
+# Per phase and column: median over the repetitions, and the spread as
+# min-max; then the ratio of the medians, Rust/C (below 1: Rust faster).
+
+function median(list,    n, a, i, j, t) {
+	n = split(list, a, " ")
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
+			t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+		}
+	lo = a[1]; hi = a[n]; cnt = n
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+
+$1 == "bench" {
+	phase = $6
+	for (i = 7; i <= NF; i++) phase = phase " " $i
+	key = $2 SUBSEP phase
+	if (!(key in seen)) { seen[key] = 1; order[n++] = key }
+	v[key, $3] = v[key, $3] " " $5
+	print $2 "," phase "," $3 "," $4 "," $5 >csv
+}
+
+END {
+	if (n == 0) { print "no benchmark results"; exit 1 }
+	printf "%-16s %-40s %22s %22s %7s\n", "benchmark", "phase (seconds)", "C median [min-max]", "Rust median [min-max]", "Rust/C"
+	for (i = 0; i < n; i++) {
+		key = order[i]
+		split(key, kp, SUBSEP)
+		c = r = "-"; ratio = "-"
+		if ((key, "c") in v) { mc = median(v[key, "c"]); c = sprintf("%.3f [%.3f-%.3f]", mc, lo, hi); nc = cnt }
+		if ((key, "rust") in v) { mr = median(v[key, "rust"]); r = sprintf("%.3f [%.3f-%.3f]", mr, lo, hi); nr = cnt }
+		if (c != "-" && r != "-" && mc > 0) ratio = sprintf("%.2f", mr / mc)
+		printf "%-16s %-40s %22s %22s %7s\n", kp[1], substr(kp[2], 1, 40), c, r, ratio
+	}
+}
