@@ -5,7 +5,7 @@
 # spread of every phase per column and the Rust/C ratio, and writes the raw
 # numbers as CSV. A benchmark, not a test: no timing is asserted.
 #
-#   RTDP_BENCH_REPS     repetitions of each entry per column (default 5)
+#   RTDP_BENCH_REPS     repetitions of each entry per column (default 3)
 #   RTDP_BENCH_ICOUNT   QEMU -icount setting (default shift=3,sleep=off)
 source "$(dirname "$0")/common.sh"
 out="$RTDP_CACHE/runs/bench"

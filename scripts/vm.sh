@@ -23,7 +23,7 @@ limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 == "both" ? 2 : 1) } END { pr
 accel=(-accel tcg,thread=multi)
 append=
 if [ "$mode" = bench ]; then
-	reps=${RTDP_BENCH_REPS:-5}
+	reps=${RTDP_BENCH_REPS:-3}
 	limit=$(awk -v r="$reps" '!/^[[:space:]]*(#|$)/ { t += 2 * $2 } END { print t * r + 300 }' \
 		"$RTDP_ROOT/selftests/bench.list")
 	accel=(-accel tcg,thread=single -icount "${RTDP_BENCH_ICOUNT:-shift=3,sleep=off}")
