@@ -32,42 +32,37 @@ fatal() { # fatal NAME DETAIL: record a failure that stops the run
 bash "$RTDP_ROOT/scripts/deps.sh" || fatal deps "dependencies could not be installed"
 
 # --- host
-log "host: cargo test (rust/core)"
-if CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target" cargo test --quiet \
-	--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1; then
-	:
-fi
-n=$(grep -cE '^test .* \.\.\. ' "$out/cargo.log" || true)
-if [ "$n" -eq 0 ]; then
-	record "not ok" "host cargo test" "no test ran; log: $out/cargo.log"
-else
-	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\2 \1/p' "$out/cargo.log" |
+# record_cargo LOG NAME-PREFIX: one result per test case of a `cargo test
+# -- --format=pretty` log; none at all is a failure.
+record_cargo() {
+	local n
+	n=$(grep -cE '^test .* \.\.\. ' "$1" || true)
+	if [ "$n" -eq 0 ]; then
+		record "not ok" "$2" "no test ran; log: $1"
+		return
+	fi
+	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\2 \1/p' "$1" |
 		while read -r st name; do
 			case $st in
-			ok) record ok "host $name" ;;
-			ignored) record skip "host $name" "ignored" ;;
-			*) record "not ok" "host $name" ;;
+			ok) record ok "$2 $name" ;;
+			ignored) record skip "$2 $name" "ignored" ;;
+			*) record "not ok" "$2 $name" ;;
 			esac
 		done
-fi
+}
+
+log "host: cargo test (rust/core)"
+CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target" cargo test --quiet \
+	--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1 || true
+record_cargo "$out/cargo.log" host
 
 # Loom explores every interleaving of the lock-free models (release build:
 # the debug one takes minutes); the crate is fetched from crates.io once.
 log "host: loom models (rust/core, --cfg loom)"
-if RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target-loom" cargo test --release \
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target-loom" cargo test --release \
 	--quiet --manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" loom_tests -- --format=pretty \
-	>"$out/loom.log" 2>&1; then
-	:
-fi
-n=$(grep -cE '^test .* \.\.\. ' "$out/loom.log" || true)
-if [ "$n" -eq 0 ]; then
-	record "not ok" "host loom" "no model ran; log: $out/loom.log"
-else
-	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\)$/\2 \1/p' "$out/loom.log" |
-		while read -r st name; do
-			if [ "$st" = ok ]; then record ok "host loom $name"; else record "not ok" "host loom $name"; fi
-		done
-fi
+	>"$out/loom.log" 2>&1 || true
+record_cargo "$out/loom.log" "host loom"
 
 log "host: rustfmt --check (the kernel's .rustfmt.toml, Debian's rustfmt)"
 if fmt_out=$(find "$RTDP_ROOT/rust" -name '*.rs' -not -path '*/target/*' -print0 |

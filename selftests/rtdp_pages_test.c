@@ -54,37 +54,13 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
-/*
- * The counter is kept per CPU and folded into the total now and then; make
- * /proc/meminfo exact first (vm.stat_refresh).
- */
-static long sec_page_tables_kb(void)
-{
-	char line[128];
-	long kb = -1;
-	FILE *f;
-
-	f = fopen("/proc/sys/vm/stat_refresh", "w");
-	TEST_ASSERT(f, "open /proc/sys/vm/stat_refresh");
-	fputs("1\n", f);
-	fclose(f);
-
-	f = fopen("/proc/meminfo", "r");
-	TEST_ASSERT(f, "open /proc/meminfo");
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "SecPageTables: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 int main(void)
 {
 	long base, filled, zapped, freed, pending, peak;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
-	base = sec_page_tables_kb();
+	base = rtdp_sec_page_tables_kb();
 	__TEST_REQUIRE(base >= 0, "no SecPageTables in /proc/meminfo");
 
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
@@ -93,7 +69,7 @@ int main(void)
 	virt_map(vm, TEST_GPA, TEST_GPA, TEST_SIZE / getpagesize());
 
 	rtdp_expect_ucall(vcpu, UCALL_SYNC);
-	filled = sec_page_tables_kb();
+	filled = rtdp_sec_page_tables_kb();
 	printf("SecPageTables: %ld kB before, %ld kB with 64 MiB mapped in 4 KiB pages\n",
 	       base, filled);
 	TEST_ASSERT(filled - base >= (long)MIN_TABLES * 4,
@@ -101,7 +77,7 @@ int main(void)
 		    filled - base, MIN_TABLES * 4, MIN_TABLES);
 
 	vm_mem_region_delete(vm, TEST_SLOT);
-	zapped = sec_page_tables_kb();
+	zapped = rtdp_sec_page_tables_kb();
 	printf("SecPageTables: %ld kB after the memslot was deleted\n", zapped);
 	TEST_ASSERT(zapped == base,
 		    "SecPageTables %ld kB after every root was zapped, %ld kB before the VM",
@@ -121,7 +97,7 @@ int main(void)
 		       pending);
 		TEST_ASSERT(pending == 0, "%ld page tables still queued for RCU", pending);
 	}
-	freed = sec_page_tables_kb();
+	freed = rtdp_sec_page_tables_kb();
 	printf("SecPageTables: %ld kB after the VM was destroyed\n", freed);
 	TEST_ASSERT(freed == base, "SecPageTables %ld kB after the VM, %ld kB before",
 		    freed, base);
