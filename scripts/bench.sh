@@ -6,7 +6,8 @@
 # numbers as CSV. A benchmark, not a test: no timing is asserted.
 #
 #   RTDP_BENCH_REPS     repetitions of each entry per column (default 3)
-#   RTDP_BENCH_ICOUNT   QEMU -icount setting (default shift=3,sleep=off)
+#   RTDP_BENCH_ICOUNT   QEMU -icount setting (default shift=3,sleep=off);
+#                       "none": multi-threaded TCG, guest time is host time
 source "$(dirname "$0")/common.sh"
 out="$RTDP_CACHE/runs/bench"
 mkdir -p "$out"

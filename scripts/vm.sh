@@ -26,7 +26,10 @@ if [ "$mode" = bench ]; then
 	reps=${RTDP_BENCH_REPS:-3}
 	limit=$(awk -v r="$reps" '!/^[[:space:]]*(#|$)/ { t += 2 * $2 } END { print t * r + 300 }' \
 		"$RTDP_ROOT/selftests/bench.list")
-	accel=(-accel tcg,thread=single -icount "${RTDP_BENCH_ICOUNT:-shift=3,sleep=off}")
+	icount=${RTDP_BENCH_ICOUNT:-shift=3,sleep=off}
+	if [ "$icount" != none ]; then
+		accel=(-accel tcg,thread=single -icount "$icount")
+	fi
 	append=" rtdp.reps=$reps"
 fi
 
