@@ -24,7 +24,7 @@ $1 == "bench" {
 
 END {
 	if (n == 0) { print "no benchmark results"; exit 1 }
-	printf "%-16s %-40s %22s %22s %7s\n", "benchmark", "phase (seconds)", "C median [min-max]", "Rust median [min-max]", "Rust/C"
+	printf "%-16s %-44s %22s %22s %7s\n", "benchmark", "phase (seconds)", "C median [min-max]", "Rust median [min-max]", "Rust/C"
 	for (i = 0; i < n; i++) {
 		key = order[i]
 		split(key, kp, SUBSEP)
@@ -32,6 +32,6 @@ END {
 		if ((key, "c") in v) { mc = median(v[key, "c"]); c = sprintf("%.3f [%.3f-%.3f]", mc, lo, hi); nc = cnt }
 		if ((key, "rust") in v) { mr = median(v[key, "rust"]); r = sprintf("%.3f [%.3f-%.3f]", mr, lo, hi); nr = cnt }
 		if (c != "-" && r != "-" && mc > 0) ratio = sprintf("%.2f", mr / mc)
-		printf "%-16s %-40s %22s %22s %7s\n", kp[1], substr(kp[2], 1, 40), c, r, ratio
+		printf "%-16s %-44s %22s %22s %7s\n", kp[1], substr(kp[2], 1, 44), c, r, ratio
 	}
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # bench.sh: `make bench`. The C TDP MMU against kvm_rtdp in one boot, on the
-# upstream KVM selftests of selftests/bench.list, under QEMU -icount (guest
-# time follows the instruction count). Prints a table of the median and
+# upstream KVM selftests of selftests/bench.list, entries alternating
+# between the columns. Prints a table of the median and
 # spread of every phase per column and the Rust/C ratio, and writes the raw
 # numbers as CSV. A benchmark, not a test: no timing is asserted.
 #
 #   RTDP_BENCH_REPS     repetitions of each entry per column (default 3)
-#   RTDP_BENCH_ICOUNT   QEMU -icount setting (default shift=3,sleep=off);
-#                       "none": multi-threaded TCG, guest time is host time
+#   RTDP_BENCH_ICOUNT   "none" (default): multi-threaded TCG, guest time is
+#                       host time; else a QEMU -icount setting, e.g.
+#                       shift=3,sleep=off (one TCG thread; see README)
 source "$(dirname "$0")/common.sh"
 out="$RTDP_CACHE/runs/bench"
 mkdir -p "$out"
