@@ -744,11 +744,11 @@ impl Reclaimer {
     /// Post a callback for what is queued, if a slot is free.
     fn submit(&self) {
         if let Some(slot) = self.core.submit() {
-            // SAFETY: the slot is ours until its callback reports it done,
-            // so its head is unused; the callback frees exactly the slot's
-            // chain; `self` outlives the callback (type invariant), and the
-            // module waits for its callbacks before unloading
-            // (`ProviderRegistration::drop`).
+            // The callback frees exactly the slot's chain; `self` outlives
+            // it (type invariant), and so does the module, which waits for
+            // its callbacks before unloading (`ProviderRegistration::drop`).
+            // SAFETY: the slot, and so its head, is ours until its callback
+            // reports it done; see above for the callback's lifetime.
             unsafe { rcu::call_rcu(self.batches[slot].head.get(), reclaim_callback) };
         }
     }
@@ -1047,16 +1047,16 @@ impl<'a> Walk<'a> {
         if wait {
             self.waited_at = Some(self.iter.next_last_level_gfn());
             let reclaim = &self.kvm.state().reclaim;
-            // SAFETY: as below.
+            // SAFETY: as for `cond_resched_mmu_lock` below.
             unsafe {
                 self.kvm
                     .with_mmu_lock_dropped(how, || reclaim.wait_for_grace_period())
             };
         } else {
-            // SAFETY: the walk's caller holds `mmu_lock` as `how` (its
-            // entry's contract); the walk re-walks from the root after this,
-            // so nothing read under the lock is used again; the RCU section
-            // just ended.
+            // The walk's caller holds `mmu_lock` as `how` (its entry's
+            // contract), and the walk re-walks from the root after this.
+            // SAFETY: held as `how`; nothing read under the lock is used
+            // again; the RCU section just ended.
             unsafe { self.kvm.cond_resched_mmu_lock(how) };
         }
         self.rcu = Some(rcu::read_lock());

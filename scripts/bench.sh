@@ -13,10 +13,7 @@ source "$(dirname "$0")/common.sh"
 out="$RTDP_CACHE/runs/bench"
 mkdir -p "$out"
 t0=$SECONDS
-bash "$RTDP_ROOT/scripts/kernel.sh" build
-ko=$(bash "$RTDP_ROOT/scripts/module.sh")
-bash "$RTDP_ROOT/scripts/kernel.sh" selftests
-bash "$RTDP_ROOT/scripts/initramfs.sh" "$out/initramfs.cpio.gz" "$ko"
+bash "$RTDP_ROOT/scripts/guest-image.sh" "$out/initramfs.cpio.gz"
 rc=0
 bash "$RTDP_ROOT/scripts/vm.sh" bench "$out/initramfs.cpio.gz" "$out" 2>"$out/guest.log" || rc=$?
 csv="$out/bench.csv"

@@ -112,14 +112,7 @@ static bool measure(bool rtdp, u64 *taken, u64 *retried)
 			shutdown = true;
 			break;
 		}
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_SYNC:
-			break;
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		default:
-			TEST_FAIL("unexpected exit %s", exit_reason_str(vcpu->run->exit_reason));
-		}
+		rtdp_check_ucall(vcpu, UCALL_SYNC, &uc);
 		/* Drop A so that the next pass faults it in again. */
 		TEST_ASSERT(!madvise(hva + REGION, REGION, MADV_DONTNEED), "madvise A");
 	}

@@ -80,15 +80,7 @@ static bool guest_read(struct kvm_vcpu *vcpu)
 		mmio = true;
 		vcpu_run(vcpu);
 	}
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("exit reason %s, want a guest sync",
-			  exit_reason_str(run->exit_reason));
-	}
+	rtdp_check_ucall(vcpu, UCALL_SYNC, &uc);
 	TEST_ASSERT(uc.args[1] == (mmio ? MMIO_VALUE : PATTERN),
 		    "guest read 0x%lx after %s", uc.args[1],
 		    mmio ? "an MMIO exit" : "no MMIO exit");

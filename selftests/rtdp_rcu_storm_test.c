@@ -105,7 +105,8 @@ static void write_budget(const char *dir, long budget)
 	char path[256];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/rcu", dir);
+	TEST_ASSERT(snprintf(path, sizeof(path), "%s/rcu", dir) < (int)sizeof(path),
+		    "path too long: %s/rcu", dir);
 	f = fopen(path, "w");
 	TEST_ASSERT(f, "open %s", path);
 	fprintf(f, "%ld\n", budget);

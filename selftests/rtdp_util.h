@@ -14,18 +14,27 @@
 #include "test_util.h"
 #include "ucall_common.h"
 
-/* Run @vcpu until its next ucall, which must be @want; report guest asserts. */
+/*
+ * The exit @vcpu just made must be ucall @want (its arguments in @uc);
+ * reports guest asserts.
+ */
+static inline void rtdp_check_ucall(struct kvm_vcpu *vcpu, u64 want, struct ucall *uc)
+{
+	u64 cmd = get_ucall(vcpu, uc);
+
+	if (cmd == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(*uc);
+	TEST_ASSERT(cmd == want, "ucall %lu, want %lu (exit reason %s)", cmd, want,
+		    exit_reason_str(vcpu->run->exit_reason));
+}
+
+/* Run @vcpu until its next ucall, which must be @want. */
 static inline void rtdp_expect_ucall(struct kvm_vcpu *vcpu, u64 want)
 {
 	struct ucall uc;
-	u64 cmd;
 
 	vcpu_run(vcpu);
-	cmd = get_ucall(vcpu, &uc);
-	if (cmd == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(cmd == want, "ucall %lu, want %lu (exit reason %s)", cmd, want,
-		    exit_reason_str(vcpu->run->exit_reason));
+	rtdp_check_ucall(vcpu, want, &uc);
 }
 
 /*
@@ -47,8 +56,7 @@ static inline bool rtdp_vm_debugfs(char *path, size_t size)
 	snprintf(prefix, sizeof(prefix), "%d-", getpid());
 	while ((e = readdir(d))) {
 		if (!strncmp(e->d_name, prefix, strlen(prefix))) {
-			snprintf(path, size, "%s/%s", root, e->d_name);
-			found = true;
+			found = snprintf(path, size, "%s/%s", root, e->d_name) < (int)size;
 			break;
 		}
 	}
