@@ -132,31 +132,47 @@ pub(crate) struct Busy;
 /// still holds the value the walk read. On [`Busy`] the walk holds the
 /// current value.
 pub(crate) fn set_shared(kvm: &Kvm, walk: &mut Walk<'_>, new: Spte) -> Result<(), Busy> {
-    let old = walk.old_spte();
-    let level = walk.level();
-    let gfn = walk.gfn();
-    let sptep = walk.sptep();
-    let sp = Sp::of_table(sptep.table());
+    let mut old = walk.old_spte();
+    let result = set_shared_at(kvm, walk.sptep(), walk.gfn(), walk.level(), &mut old, new);
+    if result.is_err() {
+        walk.set_old_spte(old);
+    }
+    result
+}
 
-    if kernel::warn_on!(old.is_frozen() || new.is_frozen()) {
+/// Set the SPTE at `sptep`, which maps `gfn` at `level`, from `*old` to
+/// `new` holding `mmu_lock` for read. On [`Busy`] `*old` is the current
+/// value.
+pub(crate) fn set_shared_at(
+    kvm: &Kvm,
+    sptep: Sptep,
+    gfn: u64,
+    level: Level,
+    old: &mut Spte,
+    new: Spte,
+) -> Result<(), Busy> {
+    let sp = Sp::of_table(sptep.table());
+    let expected = *old;
+
+    if kernel::warn_on!(expected.is_frozen() || new.is_frozen()) {
         return Err(Busy);
     }
 
-    if old.is_present() && !old.is_leaf(level) {
+    if expected.is_present() && !expected.is_leaf(level) {
         // Removing or replacing a table: freeze first (see the module
         // invariants).
-        let frozen = freeze::freeze(sptep.atomic(), old).map_err(|current| {
-            walk.set_old_spte(current);
+        let frozen = freeze::freeze(sptep.atomic(), expected).map_err(|current| {
+            *old = current;
             Busy
         })?;
-        handle_changed(kvm, sp, gfn, old, new, level, MmuLock::Shared);
+        handle_changed(kvm, sp, gfn, expected, new, level, MmuLock::Shared);
         frozen.finish(new);
     } else {
-        sptep.cmpxchg(old, new).map_err(|current| {
-            walk.set_old_spte(current);
+        sptep.cmpxchg(expected, new).map_err(|current| {
+            *old = current;
             Busy
         })?;
-        handle_changed(kvm, sp, gfn, old, new, level, MmuLock::Shared);
+        handle_changed(kvm, sp, gfn, expected, new, level, MmuLock::Shared);
     }
     Ok(())
 }

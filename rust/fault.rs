@@ -7,11 +7,10 @@
 //! linked by compare-and-exchange; a fault that loses a race, or meets a
 //! frozen SPTE, returns [`PfResult::Retry`] and the vCPU faults again.
 
-use kernel::prelude::*;
-
 use crate::changes;
-use crate::kvm::{make_nonleaf_spte, make_small_spte, Fault, PfResult, RootRole, Sp, Vcpu, Walk};
-use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::huge_pages;
+use crate::kvm::{make_nonleaf_spte, Fault, MmuLock, PfResult, RootRole, Sp, Vcpu, Walk};
+use crate::level::Level;
 use crate::mmio;
 use crate::pages;
 use crate::vm::Counter;
@@ -54,7 +53,7 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
         let sp = vcpu.alloc_sp(Some(walk.sptep()), walk.gfn(), RootRole::of(parent).child());
         sp.set_nx_huge_page_disallowed(fault.huge_page_disallowed());
         let linked = if old.is_present() {
-            split_huge_page(vcpu, &mut walk, sp)
+            huge_pages::split(kvm, &mut walk, sp, MmuLock::Shared)
         } else {
             changes::set_shared(kvm, &mut walk, make_nonleaf_spte(sp.table()))
         };
@@ -76,25 +75,6 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
 
     // The walk ended above the goal level, e.g. at a table being freed.
     PfResult::Retry
-}
-
-/// Replace the huge page under `walk` with the table `sp` mapping the same
-/// memory in pages one level smaller.
-fn split_huge_page(vcpu: &Vcpu, walk: &mut Walk<'_>, sp: Sp) -> Result<(), changes::Busy> {
-    let kvm = vcpu.kvm();
-    let huge = walk.old_spte();
-    let role = RootRole::of(sp);
-    let table = sp.table();
-    // Nobody sees `sp` before it is linked: plain writes.
-    for i in 0..SPTE_ENT_PER_PAGE {
-        table.sptep(i).write(make_small_spte(kvm, huge, role, i));
-    }
-    changes::set_shared(kvm, walk, make_nonleaf_spte(table))?;
-    // The huge leaf's statistics went with it; account the new leaves.
-    if let Some(lower) = walk.level().lower() {
-        kvm.update_page_stats(lower, SPTE_ENT_PER_PAGE as i32);
-    }
-    Ok(())
 }
 
 /// Install the leaf (or MMIO) SPTE of `fault` under `walk`, at the goal

@@ -37,7 +37,7 @@ use crate::iter::{self, TdpIter};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::mmio_gen::MmioMasks;
 use crate::reclaim;
-use crate::spte::{Spte, BASE_ADDR_MASK};
+use crate::spte::{Masks, Spte, BASE_ADDR_MASK};
 use crate::vm::VmState;
 
 /// Entries of `struct kvm_tdp_mmu_ops` after `bind` (`KVM_TDP_MMU_NR_ENTRIES`):
@@ -165,6 +165,11 @@ c_wrapper!(
     GfnRange,
     bindings::kvm_gfn_range
 );
+c_wrapper!(
+    /// A memslot, `struct kvm_memory_slot`.
+    Memslot,
+    bindings::kvm_memory_slot
+);
 
 impl Kvm {
     fn arch(&self) -> *mut bindings::kvm_arch {
@@ -278,6 +283,42 @@ impl Kvm {
         unsafe {
             bindings::kvm_tdp_mmu_provider_update_page_stats(self.raw(), level.get().into(), count)
         };
+    }
+
+    /// Flush the translations of `[gfn, gfn + pages)`.
+    pub(crate) fn flush_remote_tlbs_range(&self, gfn: u64, pages: u64) {
+        self.state().stats.count(crate::vm::Counter::TlbFlushes);
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_flush_remote_tlbs_range(self.raw(), gfn, pages) };
+    }
+
+    /// The mode-dependent SPTE bits, as kvm.ko's vendor module set them.
+    pub(crate) fn masks(&self) -> Masks {
+        // SAFETY: read-mostly data that kvm.ko sets at vendor module load,
+        // before any VM exists.
+        unsafe {
+            Masks {
+                accessed: bindings::shadow_accessed_mask,
+                dirty: bindings::shadow_dirty_mask,
+                mmu_writable: bindings::shadow_mmu_writable_mask,
+                host_writable: bindings::shadow_host_writable_mask,
+                acc_track: bindings::shadow_acc_track_mask,
+            }
+        }
+    }
+
+    /// Whether dirty logging in the tree of `root` must write-protect
+    /// rather than clear Dirty bits (`tdp_mmu_need_write_protect()`): no
+    /// A/D bits, or the CPU's dirty log (PML) would record L2 addresses
+    /// for a nested guest's tree.
+    pub(crate) fn need_write_protect(&self, root: Sp) -> bool {
+        // SAFETY: reads KVM's configuration.
+        let ad_enabled = unsafe { bindings::kvm_tdp_mmu_provider_ad_enabled() };
+        // SAFETY: set at VM creation; the role bitfield of a valid page.
+        let pml_for_l2 = unsafe {
+            (*self.arch()).cpu_dirty_log_size != 0 && root.role().__bindgen_anon_1.guest_mode() != 0
+        };
+        pml_for_l2 || !ad_enabled
     }
 
     /// Whether `spte` is an MMIO SPTE of this VM.
@@ -628,6 +669,15 @@ impl Sp {
         unsafe { bindings::kvm_tdp_mmu_provider_account_sp(kvm.raw(), self.raw(), linked) };
     }
 
+    /// The SPTE that points to the page's table (`None` for a root).
+    pub(crate) fn parent_sptep(self) -> Option<Sptep> {
+        // SAFETY: set at initialization, constant for the page's life; a
+        // TDP MMU page uses the `ptep` view of the union.
+        let ptep = unsafe { (*self.raw()).__bindgen_anon_4.ptep };
+        // INVARIANT: an entry of the parent table, live while the page is.
+        NonNull::new(ptep).map(Sptep)
+    }
+
     /// The header of the page table `table`.
     pub(crate) fn of_table(table: Table) -> Sp {
         // SAFETY: TDP MMU page tables record their header in page_private()
@@ -649,6 +699,48 @@ impl Sp {
     /// walkers that reached it before may still read it.
     pub(crate) fn free_after_grace_period(self, kvm: &Kvm) {
         kvm.state().reclaim.queue(self);
+    }
+}
+
+/// A page-table page allocated ahead of a huge page split, linked nowhere
+/// and seen by nobody else; freed on drop unless [`SpareSp::linked`].
+///
+/// # Invariants
+///
+/// `0` is a kvm_mmu_page with its table, owned by this value.
+pub(crate) struct SpareSp(NonNull<bindings::kvm_mmu_page>);
+
+impl SpareSp {
+    /// Allocate one, charged to the current task's memory cgroup; may
+    /// sleep, so the caller holds no spinning lock. `None` when memory is
+    /// short.
+    pub(crate) fn alloc() -> Option<Self> {
+        // SAFETY: no requirement; the helper returns a page or NULL.
+        let sp = unsafe { bindings::kvm_tdp_mmu_provider_alloc_split_sp() };
+        // INVARIANT: a fresh allocation, owned by the result.
+        NonNull::new(sp).map(SpareSp)
+    }
+
+    /// Initialize the page for the SPTE `parent`, which maps `gfn`, with
+    /// `role`; the caller then links it. Again on each try.
+    pub(crate) fn prepare(&self, parent: Sptep, gfn: u64, role: RootRole) -> Sp {
+        // SAFETY: the page is ours (type invariant) and not linked yet.
+        unsafe {
+            bindings::kvm_tdp_mmu_provider_init_sp(self.0.as_ptr(), parent.raw(), gfn, role.0);
+            Sp::from_raw(self.0.as_ptr())
+        }
+    }
+
+    /// The page is linked into the tree: no longer this value's to free.
+    pub(crate) fn linked(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for SpareSp {
+    fn drop(&mut self) {
+        // SAFETY: ours and never linked (type invariant).
+        unsafe { bindings::kvm_tdp_mmu_provider_free_sp(self.0.as_ptr()) };
     }
 }
 
@@ -883,6 +975,18 @@ impl Sptep {
             .map_err(Spte)
     }
 
+    /// Clear `bits` in the SPTE, which held `old` at `level`, holding
+    /// `mmu_lock` for write (`tdp_mmu_clear_spte_bits()`): atomically when
+    /// the CPU may set bits in it meanwhile. Returns the value replaced.
+    pub(crate) fn clear_bits(self, old: Spte, bits: u64, level: Level) -> Spte {
+        if Self::needs_atomic_update(old, level) {
+            Spte(self.cell().fetch_and(!bits, Ordering::SeqCst))
+        } else {
+            self.write(Spte(old.0 & !bits));
+            old
+        }
+    }
+
     /// The SPTE as the atomic cell the freeze protocol works on.
     pub(crate) fn atomic(&self) -> &AtomicU64 {
         self.cell()
@@ -999,7 +1103,7 @@ impl<'a> Walk<'a> {
 
     /// Whether the walk should give up `mmu_lock` and the CPU: somebody
     /// waits, and the walk moved since it last yielded.
-    fn need_resched(&self) -> bool {
+    pub(crate) fn need_resched(&self) -> bool {
         // SAFETY: reads the current task's flag.
         let resched = unsafe { bindings::need_resched() };
         (resched || self.kvm.mmu_lock_contended())
@@ -1034,6 +1138,26 @@ impl<'a> Walk<'a> {
     pub(crate) fn finish(mut self, how: MmuLock) {
         if self.must_wait() {
             self.yield_lock(false, how, true);
+        }
+    }
+
+    /// Run `f`, which may sleep, with `mmu_lock` (held as `how`) and the
+    /// walk's RCU section released; the caller moves on with
+    /// [`Walk::next`], which re-walks from the root.
+    pub(crate) fn with_lock_dropped<T>(&mut self, how: MmuLock, f: impl FnOnce() -> T) -> T {
+        // INVARIANT: marked yielded before the section ends.
+        self.iter.set_yielded();
+        drop(self.rcu.take());
+        let mut result = None;
+        // SAFETY: the walk's caller holds `mmu_lock` as `how` (its entry's
+        // contract); nothing read under the lock is used after it is
+        // retaken, as the walk restarts from the root; the RCU section
+        // just ended.
+        unsafe { self.kvm.with_mmu_lock_dropped(how, || result = Some(f())) };
+        self.rcu = Some(rcu::read_lock());
+        match result {
+            Some(result) => result,
+            None => unreachable!(),
         }
     }
 
@@ -1283,6 +1407,13 @@ pub(crate) fn make_small_spte(kvm: &Kvm, huge: Spte, role: RootRole, index: usiz
 }
 
 /// The first gfn above what a TDP MMU walk may cover.
+/// The huge SPTE at `level` that maps what `small`, the first leaf below
+/// it, maps and the rest of the range (`make_huge_spte()`).
+pub(crate) fn make_huge_spte(kvm: &Kvm, small: Spte, level: Level) -> Spte {
+    // SAFETY: a valid VM; a pure function of its arguments otherwise.
+    Spte(unsafe { bindings::make_huge_spte(kvm.raw(), small.0, level.get().into()) })
+}
+
 pub(crate) fn max_gfn_exclusive() -> u64 {
     // SAFETY: reads KVM's configuration.
     unsafe { bindings::kvm_tdp_mmu_provider_max_gfn_exclusive() }
@@ -1310,6 +1441,47 @@ impl GfnRange {
     pub(crate) fn as_id(&self) -> i32 {
         // SAFETY: notifier ranges always carry their memslot.
         unsafe { (*self.get().slot).as_id as i32 }
+    }
+}
+
+impl Memslot {
+    fn get(&self) -> &bindings::kvm_memory_slot {
+        // SAFETY: kvm.ko passes a memslot that stays valid for the call.
+        unsafe { &*self.raw() }
+    }
+
+    pub(crate) fn base_gfn(&self) -> u64 {
+        self.get().base_gfn
+    }
+
+    /// The first gfn after the slot.
+    pub(crate) fn end_gfn(&self) -> u64 {
+        self.get().base_gfn + self.get().npages as u64
+    }
+
+    pub(crate) fn npages(&self) -> u64 {
+        self.get().npages as u64
+    }
+
+    pub(crate) fn as_id(&self) -> i32 {
+        self.get().as_id as i32
+    }
+
+    /// Whether dirty logging is on (`kvm_slot_dirty_track_enabled()`).
+    pub(crate) fn dirty_logging(&self) -> bool {
+        self.get().flags & bindings::KVM_MEM_LOG_DIRTY_PAGES != 0
+    }
+
+    /// The largest level at which `gfn` of this slot may be mapped now
+    /// (`kvm_mmu_max_mapping_level()`): host mapping size, disallowed
+    /// huge pages, memory attributes.
+    pub(crate) fn max_mapping_level(&self, kvm: &Kvm, gfn: u64) -> u8 {
+        // SAFETY: a valid VM and memslot; no fault (NULL) asks for the
+        // level the slot and the host allow.
+        let level = unsafe {
+            bindings::kvm_mmu_max_mapping_level(kvm.raw(), core::ptr::null_mut(), self.raw(), gfn)
+        };
+        level.clamp(0, u8::MAX.into()) as u8
     }
 }
 
@@ -1467,6 +1639,105 @@ unsafe extern "C" fn fast_pf_get_last_sptep(
     }
 }
 
+unsafe extern "C" fn zap_possible_nx_huge_page(
+    kvm: *mut bindings::kvm,
+    sp: *mut bindings::kvm_mmu_page,
+) -> bool {
+    // SAFETY: see above; `sp` is on the possible-NX-huge-page list, which
+    // kvm.ko read under the pages lock, and `mmu_lock` held for read keeps
+    // it from being freed.
+    crate::zap::zap_possible_nx_huge_page(unsafe { Kvm::from_raw(kvm) }, unsafe {
+        Sp::from_raw(sp)
+    })
+}
+
+unsafe extern "C" fn age_gfn_range(
+    kvm: *mut bindings::kvm,
+    range: *mut bindings::kvm_gfn_range,
+) -> bool {
+    // SAFETY: see above.
+    let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
+    crate::age::age(kvm, range, crate::age::Aging::Clear)
+}
+
+unsafe extern "C" fn test_age_gfn(
+    kvm: *mut bindings::kvm,
+    range: *mut bindings::kvm_gfn_range,
+) -> bool {
+    // SAFETY: see above.
+    let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
+    crate::age::age(kvm, range, crate::age::Aging::Test)
+}
+
+unsafe extern "C" fn wrprot_slot(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+    min_level: c_int,
+) -> bool {
+    // SAFETY: see above.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    crate::dirty::wrprot_slot(kvm, slot, min_level)
+}
+
+unsafe extern "C" fn clear_dirty_slot(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+) {
+    // SAFETY: see above.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    crate::dirty::clear_dirty_slot(kvm, slot)
+}
+
+unsafe extern "C" fn clear_dirty_pt_masked(
+    kvm: *mut bindings::kvm,
+    slot: *mut bindings::kvm_memory_slot,
+    gfn: u64,
+    mask: usize,
+    wrprot: bool,
+) {
+    // SAFETY: see above.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
+    crate::dirty::clear_dirty_pt_masked(kvm, slot, gfn, mask as u64, wrprot)
+}
+
+unsafe extern "C" fn write_protect_gfn(
+    kvm: *mut bindings::kvm,
+    slot: *mut bindings::kvm_memory_slot,
+    gfn: u64,
+    min_level: c_int,
+) -> bool {
+    // SAFETY: see above.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
+    crate::dirty::write_protect_gfn(kvm, slot, gfn, min_level)
+}
+
+unsafe extern "C" fn recover_huge_pages(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+) {
+    // SAFETY: see above.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    crate::huge_pages::recover(kvm, slot)
+}
+
+unsafe extern "C" fn try_split_huge_pages(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+    start: u64,
+    end: u64,
+    target_level: c_int,
+    shared: bool,
+) {
+    let how = if shared {
+        MmuLock::Shared
+    } else {
+        MmuLock::Exclusive
+    };
+    // SAFETY: see above.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    crate::huge_pages::try_split(kvm, slot, start, end, target_level, how)
+}
+
 /// kvm_rtdp registered as kvm.ko's TDP MMU provider; unregistered on drop.
 ///
 /// # Invariants
@@ -1511,6 +1782,15 @@ impl ProviderRegistration {
                 invalidate_end: Some(invalidate_end),
                 invalidate_retry_gfn: Some(invalidate_retry_gfn),
                 check_mmio_spte: Some(check_mmio_spte),
+                zap_possible_nx_huge_page: Some(zap_possible_nx_huge_page),
+                age_gfn_range: Some(age_gfn_range),
+                test_age_gfn: Some(test_age_gfn),
+                wrprot_slot: Some(wrprot_slot),
+                clear_dirty_slot: Some(clear_dirty_slot),
+                clear_dirty_pt_masked: Some(clear_dirty_pt_masked),
+                write_protect_gfn: Some(write_protect_gfn),
+                recover_huge_pages: Some(recover_huge_pages),
+                try_split_huge_pages: Some(try_split_huge_pages),
                 ..Default::default()
             },
             GFP_KERNEL,

@@ -12,6 +12,8 @@
 
 use kernel::prelude::*;
 
+#[path = "core/src/dirty_log.rs"]
+pub mod dirty_log;
 #[path = "core/src/freeze.rs"]
 pub mod freeze;
 #[path = "core/src/invalidations.rs"]
@@ -27,8 +29,11 @@ pub mod reclaim;
 #[path = "core/src/spte.rs"]
 pub mod spte;
 
+mod age;
 mod changes;
+mod dirty;
 mod fault;
+mod huge_pages;
 mod kvm;
 mod mmio;
 mod pages;

@@ -98,6 +98,17 @@ impl Drop for Roots<'_> {
     }
 }
 
+/// Every valid direct root of address space `as_id`, for a holder of
+/// `mmu_lock` for write: no reference is taken, as the list cannot change
+/// and no root can be freed under that lock. `f` must not drop the lock.
+pub(crate) fn for_each_valid_locked(kvm: &Kvm, as_id: i32, mut f: impl FnMut(Sp)) {
+    kvm.for_each_root_locked(|root| {
+        if matches(root, RootTypes::DIRECT) && root.as_id() == as_id {
+            f(root);
+        }
+    });
+}
+
 /// Give `vcpu` a root for its current role, reusing a valid one.
 pub(crate) fn alloc_root(vcpu: &Vcpu, mirror: bool) {
     let kvm = vcpu.kvm();

@@ -112,9 +112,21 @@ pub(crate) enum Counter {
     /// Remote TLB flushes issued by kvm_rtdp, or asked of kvm.ko by the
     /// return value of an entry.
     TlbFlushes,
+    /// Leaf SPTEs made read-only for dirty logging or write-tracking.
+    SptesWriteProtected,
+    /// Leaf SPTEs whose Dirty (or Writable) bit dirty logging cleared.
+    DirtyBitsCleared,
+    /// Huge pages split into a table of smaller pages, outside faults.
+    HugePagesSplit,
+    /// Tables replaced by a huge page again after dirty logging.
+    HugePagesRecovered,
+    /// Leaf SPTEs aged (Accessed bit cleared or access-tracked).
+    SptesAged,
+    /// Tables zapped by NX huge page recovery.
+    NxHugePagesZapped,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 18;
 
 impl Counter {
     const ALL: [Counter; COUNTERS] = [
@@ -130,6 +142,12 @@ impl Counter {
         Counter::TablesRemoved,
         Counter::LeafsZapped,
         Counter::TlbFlushes,
+        Counter::SptesWriteProtected,
+        Counter::DirtyBitsCleared,
+        Counter::HugePagesSplit,
+        Counter::HugePagesRecovered,
+        Counter::SptesAged,
+        Counter::NxHugePagesZapped,
     ];
 
     fn name(self) -> &'static str {
@@ -146,6 +164,12 @@ impl Counter {
             Counter::TablesRemoved => "tables_removed",
             Counter::LeafsZapped => "leafs_zapped",
             Counter::TlbFlushes => "tlb_flushes",
+            Counter::SptesWriteProtected => "sptes_write_protected",
+            Counter::DirtyBitsCleared => "dirty_bits_cleared",
+            Counter::HugePagesSplit => "huge_pages_split",
+            Counter::HugePagesRecovered => "huge_pages_recovered",
+            Counter::SptesAged => "sptes_aged",
+            Counter::NxHugePagesZapped => "nx_huge_pages_zapped",
         }
     }
 }

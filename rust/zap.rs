@@ -8,7 +8,7 @@
 //! no vCPU enters the guest on an invalid root.
 
 use crate::changes;
-use crate::kvm::{max_gfn_exclusive, GfnRange, Kvm, MmuLock, RootTypes, Sp, Walk};
+use crate::kvm::{max_gfn_exclusive, GfnRange, Kvm, MmuLock, RootTypes, Sp, Table, Walk};
 use crate::level::Level;
 use crate::roots::Roots;
 use crate::spte::{Spte, NONPRESENT};
@@ -121,5 +121,46 @@ pub(crate) fn zap_all(kvm: &Kvm) {
     let types = RootTypes::DIRECT.union(RootTypes::INVALID);
     for root in Roots::new(kvm, types, None) {
         zap_root(kvm, root, MmuLock::Exclusive);
+    }
+}
+
+/// Whether the SPTE `spte` at `level` points to `sp`'s table.
+fn points_to(spte: Spte, level: Level, sp: Sp) -> bool {
+    spte.is_present() && !spte.is_leaf(level) && Table::child_of(spte) == sp.table()
+}
+
+/// Zap the SPTE that links `sp`, a table on the possible-NX-huge-page
+/// list, so that the next fault may map a huge page there; for kvm.ko's
+/// NX recovery worker, which holds `mmu_lock` for read and flushes. The
+/// table is removed as by any zap, which takes it off the list
+/// (`crate::pages`). Returns whether it was zapped: not if its SPTE no
+/// longer points to it (zapped, replaced, or frozen meanwhile).
+pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, sp: Sp) -> bool {
+    if kernel::warn_on!(!sp.is_tdp_mmu_page()) {
+        return false;
+    }
+    // A root has no SPTE and is never on the list.
+    let Some(sptep) = sp.parent_sptep() else {
+        kernel::warn_on!(true);
+        return false;
+    };
+    let Some(level) = sp.level().upper() else {
+        kernel::warn_on!(true);
+        return false;
+    };
+    let mut old = sptep.read();
+    if !points_to(old, level, sp) {
+        return false;
+    }
+    match changes::set_shared_at(kvm, sptep, sp.gfn(), level, &mut old, Spte(NONPRESENT)) {
+        Ok(()) => {
+            kvm.state().stats.count(Counter::NxHugePagesZapped);
+            true
+        }
+        Err(changes::Busy) => {
+            // Nothing but a zap or a replacement changes a non-leaf SPTE.
+            kernel::warn_on!(points_to(old, level, sp));
+            false
+        }
     }
 }

@@ -6,9 +6,10 @@
 # numbers as CSV. A benchmark, not a test: no timing is asserted.
 #
 #   RTDP_BENCH_REPS     repetitions of each entry per column (default 3)
-#   RTDP_BENCH_ICOUNT   "none" (default): multi-threaded TCG, guest time is
-#                       host time; else a QEMU -icount setting, e.g.
-#                       shift=3,sleep=off (one TCG thread; see README)
+#   RTDP_BENCH_ICOUNT   QEMU -icount setting (default shift=3,sleep=off: one
+#                       TCG thread, one vCPU, guest time follows the
+#                       instruction count); "none": multi-threaded TCG, guest
+#                       time is host time
 source "$(dirname "$0")/common.sh"
 out="$RTDP_CACHE/runs/bench"
 mkdir -p "$out"

@@ -12,6 +12,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod dirty_log;
 pub mod freeze;
 pub mod invalidations;
 pub mod iter;

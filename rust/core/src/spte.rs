@@ -41,6 +41,15 @@ pub const TDP_AD_WRPROT_ONLY: u64 = 2 << 60;
 /// `VMX_EPT_USER_EXECUTABLE_MASK`).
 const EPT_RWX_UX: u64 = 0x7 | 1 << 10;
 
+/// The EPT bits an access-tracked SPTE keeps a copy of, read, execute and
+/// user-execute (`SHADOW_ACC_TRACK_SAVED_BITS_MASK`), and where the copy
+/// goes (`SHADOW_ACC_TRACK_SAVED_BITS_SHIFT`).
+pub const ACC_TRACK_SAVED_BITS: u64 = 0x1 | 0x4 | 1 << 10;
+/// See [`ACC_TRACK_SAVED_BITS`].
+pub const ACC_TRACK_SAVED_SHIFT: u32 = 52;
+
+const _: () = assert!(TDP_AD_MASK & ACC_TRACK_SAVED_BITS << ACC_TRACK_SAVED_SHIFT == 0);
+
 const _: () = assert!(FROZEN & (MMU_PRESENT | EPT_RWX_UX) == 0);
 const _: () = assert!(FROZEN & BASE_ADDR_MASK == 0);
 const _: () = assert!(NONPRESENT & MMU_PRESENT == 0);
@@ -132,9 +141,53 @@ impl Spte {
         self.0 & m.mmu_writable != 0
     }
 
-    /// Whether the accessed bit is set (`is_accessed_spte`).
+    /// Whether this present SPTE was accessed since it was last aged
+    /// (`is_accessed_spte`): its Accessed bit with A/D bits, else not made
+    /// non-present for access tracking.
     pub const fn is_accessed(self, m: &Masks) -> bool {
-        self.0 & m.accessed != 0
+        if self.ad_enabled() && m.accessed != 0 {
+            self.0 & m.accessed != 0
+        } else {
+            !self.is_access_tracked(m)
+        }
+    }
+
+    /// The SPTE aged: its Accessed bit cleared, or without A/D bits, made
+    /// non-present to the hardware with the bits that did that saved, so
+    /// the next access faults (`mark_spte_for_access_track`). `None` when
+    /// the saved-bit positions are in use: such an SPTE cannot be tracked
+    /// without losing bits (kvm.ko warns then).
+    pub const fn aged(self, m: &Masks) -> Option<Spte> {
+        if self.ad_enabled() {
+            return Some(Spte(self.0 & !m.accessed));
+        }
+        if self.is_access_tracked(m) {
+            return Some(self);
+        }
+        if self.0 & ACC_TRACK_SAVED_BITS << ACC_TRACK_SAVED_SHIFT != 0 {
+            return None;
+        }
+        let saved = (self.0 & ACC_TRACK_SAVED_BITS) << ACC_TRACK_SAVED_SHIFT;
+        Some(Spte((self.0 | saved) & !(m.acc_track | m.accessed)))
+    }
+
+    /// The SPTE write-protected for good: neither the hardware nor the fast
+    /// page fault may make it writable again; only a fault under
+    /// `mmu_lock` can (`kvm_tdp_mmu_write_protect_gfn`).
+    pub const fn write_protected(self, m: &Masks) -> Spte {
+        Spte(self.0 & !(WRITABLE | m.mmu_writable))
+    }
+
+    /// The bit dirty logging clears in a leaf SPTE to notice the next
+    /// write: the Dirty bit when the hardware sets it, the Writable bit
+    /// when writes must fault instead (`write_protect`: no A/D bits, or
+    /// the CPU's dirty log would record L2 addresses, or the caller asks).
+    pub const fn dirty_bit(m: &Masks, write_protect: bool) -> u64 {
+        if write_protect {
+            WRITABLE
+        } else {
+            m.dirty
+        }
     }
 
     /// Whether this present SPTE is made non-present for access tracking
@@ -199,9 +252,9 @@ mod tests {
             assert_eq!(m.mmu_writable & m.host_writable, 0);
             assert_eq!((m.accessed | m.dirty) & (MMU_PRESENT | TDP_AD_MASK), 0);
         }
-        // EPT's saved R/X bits (52 and 54) and A/D type must not overlap its
-        // writable bookkeeping.
-        let saved = (0x1 | 0x4) << 52;
+        // EPT's saved R/X/UX bits (52, 54, 62) and A/D type must not
+        // overlap its writable bookkeeping.
+        let saved = ACC_TRACK_SAVED_BITS << ACC_TRACK_SAVED_SHIFT;
         assert_eq!(
             (Masks::EPT.mmu_writable | Masks::EPT.host_writable) & saved,
             0
@@ -232,6 +285,54 @@ mod tests {
         assert!(Spte(p | TDP_AD_DISABLED).is_access_tracked(&m));
         assert!(!Spte(p | TDP_AD_DISABLED | 0x1).is_access_tracked(&m));
         assert!(!Spte(p).is_access_tracked(&m));
+    }
+
+    #[test]
+    fn aging_with_ad_bits_clears_only_accessed() {
+        let m = Masks::NPT;
+        let young = Spte(MMU_PRESENT | 0x1234 << 12 | WRITABLE | m.accessed | m.dirty);
+        assert!(young.is_accessed(&m));
+        let old = young.aged(&m).unwrap();
+        assert_eq!(old.0, young.0 & !m.accessed);
+        assert!(!old.is_accessed(&m));
+        assert!(old.is_present() && old.is_writable());
+        assert_eq!(old.aged(&m), Some(old));
+    }
+
+    #[test]
+    fn aging_without_ad_bits_saves_and_clears_rwx() {
+        let m = Masks::EPT;
+        let rwx = 0x7 | 1 << 10;
+        let young = Spte(MMU_PRESENT | TDP_AD_DISABLED | 0x42 << 12 | rwx | m.host_writable);
+        assert!(young.is_accessed(&m));
+        let old = young.aged(&m).unwrap();
+        assert!(!old.is_accessed(&m));
+        // Still MMU-present: KVM restores it on the next fault.
+        assert!(old.is_present());
+        assert_eq!(old.0 & rwx, 0);
+        assert_eq!(old.pfn(), 0x42);
+        assert_eq!(
+            old.0 >> ACC_TRACK_SAVED_SHIFT & ACC_TRACK_SAVED_BITS,
+            ACC_TRACK_SAVED_BITS
+        );
+        assert_eq!(old.aged(&m), Some(old));
+        // Saved-bit positions in use: refused rather than lost.
+        let odd = Spte(young.0 | 1 << ACC_TRACK_SAVED_SHIFT);
+        assert_eq!(odd.aged(&m), None);
+    }
+
+    #[test]
+    fn write_protection_and_dirty_bit() {
+        for m in [Masks::NPT, Masks::EPT] {
+            let w = Spte(MMU_PRESENT | WRITABLE | m.mmu_writable | m.host_writable | m.dirty);
+            let p = w.write_protected(&m);
+            assert!(!p.is_writable() && !p.is_mmu_writable(&m));
+            assert!(p.writable_invariants_hold(&m));
+            assert_eq!(p.0 & m.host_writable, m.host_writable);
+            assert_eq!(Spte::dirty_bit(&m, true), WRITABLE);
+            assert_eq!(Spte::dirty_bit(&m, false), m.dirty);
+            assert_eq!(w.0 & !Spte::dirty_bit(&m, false) & m.dirty, 0);
+        }
     }
 
     #[test]

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Aging: telling the host's page reclaim whether the guest used a page
+//! since it last asked, for the MMU notifier's `clear_young` and
+//! `test_young`.
+//!
+//! # Lock rules
+//!
+//! Runs without `mmu_lock` (kvm.ko's x86 MMU notifiers age locklessly):
+//! roots are found and walked in one RCU read-side section, which keeps
+//! every root and table reached alive, and an SPTE is aged by one
+//! compare-and-exchange. One that changed meanwhile is left alone: it is
+//! being zapped or faulted in, so it is young anyway. Frozen SPTEs are not
+//! present and never touched. No TLB flush: the notifiers that age do not
+//! ask for one, and a stale TLB entry only makes a page look older.
+
+use kernel::sync::rcu;
+
+use crate::kvm::{GfnRange, Kvm, Walk};
+use crate::level::Level;
+use crate::vm::Counter;
+
+/// What an aging pass does with the young SPTEs it finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Aging {
+    /// Only report whether there is one (`test_young`).
+    Test,
+    /// Make each one old (`clear_young`).
+    Clear,
+}
+
+/// Whether any leaf SPTE mapping `range` in a valid root was accessed
+/// since it was last aged; with [`Aging::Clear`], every such SPTE is made
+/// old.
+pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
+    let masks = kvm.masks();
+    let stats = &kvm.state().stats;
+    let mut young = false;
+    let rcu = rcu::read_lock();
+    let mut pos = None;
+    while let Some(root) = kvm.next_root_rcu(&rcu, pos) {
+        pos = Some(root);
+        // Mirror roots are never bound to kvm_rtdp (TDX VMs stay on C).
+        if root.is_invalid() || root.is_mirror() || root.as_id() != range.as_id() {
+            continue;
+        }
+        let mut walk = Walk::new(kvm, root, Level::PG_4K, range.start(), range.end());
+        while walk.valid() {
+            let old = walk.old_spte();
+            if old.is_present() && old.is_leaf(walk.level()) && old.is_accessed(&masks) {
+                if aging == Aging::Test {
+                    return true;
+                }
+                young = true;
+                match old.aged(&masks) {
+                    Some(new) => {
+                        if walk.sptep().cmpxchg(old, new).is_ok() {
+                            stats.count(Counter::SptesAged);
+                        }
+                    }
+                    // Bits where the saved ones would go: kvm.ko warns
+                    // and would lose them; leave the SPTE young instead.
+                    None => {
+                        kernel::warn_on!(true);
+                    }
+                }
+            }
+            walk.next();
+        }
+    }
+    young
+}
