@@ -71,6 +71,7 @@ mod level {
 
 #[kunit_tests(rtdp_spte)]
 mod spte {
+    use crate::dirty_log::GfnMask;
     use crate::level::Level;
     use crate::spte::*;
 
@@ -103,6 +104,29 @@ mod spte {
         let full = MMU_PRESENT | WRITABLE | m.mmu_writable | m.host_writable;
         assert!(Spte(full).writable_invariants_hold(&m));
         assert!(!Spte(MMU_PRESENT | WRITABLE).writable_invariants_hold(&m));
+    }
+
+    #[test]
+    fn aging_and_write_protection() {
+        let m = Masks::NPT;
+        let young = Spte(MMU_PRESENT | 0x5000 | WRITABLE | m.mmu_writable | m.accessed | m.dirty);
+        let old = young.aged(&m).unwrap();
+        assert!(young.is_accessed(&m) && !old.is_accessed(&m));
+        assert_eq!(old.0, young.0 & !m.accessed);
+        let wp = young.write_protected(&m);
+        assert!(!wp.is_writable() && !wp.is_mmu_writable(&m));
+        assert_eq!(Spte::dirty_bit(&m, true), WRITABLE);
+        assert_eq!(Spte::dirty_bit(&m, false), m.dirty);
+    }
+
+    #[test]
+    fn dirty_log_mask() {
+        let mut pending = GfnMask::new(0x1000, 0b1010);
+        assert_eq!(pending.first(), 0x1001);
+        assert!(!pending.take(0x1000));
+        assert!(pending.take(0x1001) && pending.take(0x1003));
+        assert!(!pending.take(0x1001));
+        assert!(pending.is_empty());
     }
 }
 
