@@ -1149,10 +1149,10 @@ impl<'a> Walk<'a> {
         self.iter.set_yielded();
         drop(self.rcu.take());
         let mut result = None;
-        // SAFETY: the walk's caller holds `mmu_lock` as `how` (its entry's
-        // contract); nothing read under the lock is used after it is
-        // retaken, as the walk restarts from the root; the RCU section
-        // just ended.
+        // The walk's caller holds `mmu_lock` as `how` (its entry's
+        // contract), and the walk restarts from the root afterwards.
+        // SAFETY: held as `how`; nothing read under the lock is used
+        // again; the RCU section just ended.
         unsafe { self.kvm.with_mmu_lock_dropped(how, || result = Some(f())) };
         self.rcu = Some(rcu::read_lock());
         match result {
