@@ -16,8 +16,9 @@
 
 use kernel::sync::rcu;
 
-use crate::kvm::{GfnRange, Kvm, Walk};
+use crate::kvm::{GfnRange, Kvm, RootTypes, Walk};
 use crate::level::Level;
+use crate::roots;
 use crate::vm::Counter;
 
 /// What an aging pass does with the young SPTEs it finds.
@@ -33,7 +34,7 @@ pub(crate) enum Aging {
 /// since it was last aged; with [`Aging::Clear`], every such SPTE is made
 /// old.
 pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
-    let masks = kvm.masks();
+    let masks = kvm.state().masks;
     let stats = &kvm.state().stats;
     let mut young = false;
     let rcu = rcu::read_lock();
@@ -41,7 +42,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
     while let Some(root) = kvm.next_root_rcu(&rcu, pos) {
         pos = Some(root);
         // Mirror roots are never bound to kvm_rtdp (TDX VMs stay on C).
-        if root.is_invalid() || root.is_mirror() || root.as_id() != range.as_id() {
+        if !roots::matches(root, RootTypes::DIRECT) || root.as_id() != range.as_id() {
             continue;
         }
         let mut walk = Walk::new(kvm, root, Level::PG_4K, range.start(), range.end());

@@ -63,7 +63,7 @@ pub(crate) fn wrprot_slot(kvm: &Kvm, slot: &Memslot, min_level: i32) -> bool {
 /// Make every leaf SPTE mapping `slot` clean: clear its Dirty bit, or its
 /// Writable bit where the tree write-protects, in every valid root.
 pub(crate) fn clear_dirty_slot(kvm: &Kvm, slot: &Memslot) {
-    let masks = kvm.masks();
+    let masks = kvm.state().masks;
     for root in Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id())) {
         let bit = Spte::dirty_bit(&masks, kvm.need_write_protect(root));
         clear_bit_in(kvm, root, slot, Level::PG_4K, bit);
@@ -111,7 +111,7 @@ fn clear_bit_in(kvm: &Kvm, root: Sp, slot: &Memslot, min_level: Level, bit: u64)
 /// `mask` clean: clear the Writable bit if `wrprot` or the tree
 /// write-protects, else the Dirty bit. Holds `mmu_lock` for write.
 pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u64, wrprot: bool) {
-    let masks = kvm.masks();
+    let masks = kvm.state().masks;
     let stats = &kvm.state().stats;
     roots::for_each_valid_locked(kvm, slot.as_id(), |root| {
         let bit = Spte::dirty_bit(&masks, wrprot || kvm.need_write_protect(root));
@@ -144,7 +144,7 @@ pub(crate) fn write_protect_gfn(kvm: &Kvm, slot: &Memslot, gfn: u64, min_level: 
     let Some(min_level) = min_level_of(min_level) else {
         return false;
     };
-    let masks = kvm.masks();
+    let masks = kvm.state().masks;
     let mut changed = false;
     roots::for_each_valid_locked(kvm, slot.as_id(), |root| {
         let mut walk = Walk::new(kvm, root, min_level, gfn, gfn + 1);

@@ -269,11 +269,7 @@ impl Kvm {
 
     /// Flush the translations of the `level`-sized region holding `gfn`.
     pub(crate) fn flush_remote_tlbs_gfn(&self, gfn: u64, level: Level) {
-        self.state().stats.count(crate::vm::Counter::TlbFlushes);
-        // SAFETY: `self` is a valid VM.
-        unsafe {
-            bindings::kvm_flush_remote_tlbs_range(self.raw(), level.round_gfn(gfn), level.pages())
-        };
+        self.flush_remote_tlbs_range(level.round_gfn(gfn), level.pages());
     }
 
     /// Account `count` more (or fewer) leaf mappings at `level` in the VM's
@@ -292,7 +288,8 @@ impl Kvm {
         unsafe { bindings::kvm_flush_remote_tlbs_range(self.raw(), gfn, pages) };
     }
 
-    /// The mode-dependent SPTE bits, as kvm.ko's vendor module set them.
+    /// The mode-dependent SPTE bits, as kvm.ko's vendor module set them
+    /// before any VM existed; read once per VM (`VmState::masks`).
     pub(crate) fn masks(&self) -> Masks {
         // SAFETY: read-mostly data that kvm.ko sets at vendor module load,
         // before any VM exists.
@@ -367,7 +364,7 @@ impl Kvm {
     /// # Safety
     ///
     /// As for [`Kvm::cond_resched_mmu_lock`].
-    unsafe fn with_mmu_lock_dropped(&self, how: MmuLock, f: impl FnOnce()) {
+    unsafe fn with_mmu_lock_dropped<T>(&self, how: MmuLock, f: impl FnOnce() -> T) -> T {
         let lock = self.mmu_lock_raw();
         // SAFETY: the caller holds the lock as `how` and relies on nothing
         // it protects until it is taken again.
@@ -377,7 +374,7 @@ impl Kvm {
                 MmuLock::Exclusive => bindings::write_unlock(lock),
             }
         };
-        f();
+        let result = f();
         // SAFETY: retaken as the caller held it.
         unsafe {
             match how {
@@ -385,6 +382,7 @@ impl Kvm {
                 MmuLock::Exclusive => bindings::write_lock(lock),
             }
         };
+        result
     }
 
     /// Take `tdp_mmu_pages_lock`, which orders changes to the root list and
@@ -1148,41 +1146,33 @@ impl<'a> Walk<'a> {
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
         drop(self.rcu.take());
-        let mut result = None;
         // The walk's caller holds `mmu_lock` as `how` (its entry's
         // contract), and the walk restarts from the root afterwards.
         // SAFETY: held as `how`; nothing read under the lock is used
         // again; the RCU section just ended.
-        unsafe { self.kvm.with_mmu_lock_dropped(how, || result = Some(f())) };
+        let result = unsafe { self.kvm.with_mmu_lock_dropped(how, f) };
         self.rcu = Some(rcu::read_lock());
-        match result {
-            Some(result) => result,
-            None => unreachable!(),
-        }
+        result
     }
 
     fn yield_lock(&mut self, flush: bool, how: MmuLock, wait: bool) {
         if flush {
             self.kvm.flush_remote_tlbs();
         }
-        // INVARIANT: marked yielded before the section ends.
-        self.iter.set_yielded();
-        drop(self.rcu.take());
         if wait {
             self.waited_at = Some(self.iter.next_last_level_gfn());
             let reclaim = &self.kvm.state().reclaim;
-            // SAFETY: as for `cond_resched_mmu_lock` below.
-            unsafe {
-                self.kvm
-                    .with_mmu_lock_dropped(how, || reclaim.wait_for_grace_period())
-            };
-        } else {
-            // The walk's caller holds `mmu_lock` as `how` (its entry's
-            // contract), and the walk re-walks from the root after this.
-            // SAFETY: held as `how`; nothing read under the lock is used
-            // again; the RCU section just ended.
-            unsafe { self.kvm.cond_resched_mmu_lock(how) };
+            self.with_lock_dropped(how, || reclaim.wait_for_grace_period());
+            return;
         }
+        // INVARIANT: marked yielded before the section ends.
+        self.iter.set_yielded();
+        drop(self.rcu.take());
+        // The walk's caller holds `mmu_lock` as `how` (its entry's
+        // contract), and the walk re-walks from the root after this.
+        // SAFETY: held as `how`; nothing read under the lock is used
+        // again; the RCU section just ended.
+        unsafe { self.kvm.cond_resched_mmu_lock(how) };
         self.rcu = Some(rcu::read_lock());
     }
 }

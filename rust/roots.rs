@@ -22,7 +22,7 @@ use crate::kvm::{Kvm, MmuLock, RootTypes, Sp, Vcpu};
 use crate::zap;
 
 /// Whether `root` is of one of the `types` (`tdp_mmu_root_match()`).
-fn matches(root: Sp, types: RootTypes) -> bool {
+pub(crate) fn matches(root: Sp, types: RootTypes) -> bool {
     if kernel::warn_on!(!types.contains(RootTypes::DIRECT) && !types.contains(RootTypes::MIRROR)) {
         return false;
     }

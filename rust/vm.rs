@@ -20,6 +20,7 @@ use kernel::uaccess::UserSliceReader;
 
 use crate::invalidations::Invalidations;
 use crate::kvm::{DebugfsRoot, Kvm, Reclaimer};
+use crate::spte::Masks;
 
 /// Per-VM state.
 pub(crate) struct VmState {
@@ -29,6 +30,9 @@ pub(crate) struct VmState {
     pub(crate) invalidations: Invalidations,
     /// Removed page tables waiting for a grace period (`crate::reclaim`).
     pub(crate) reclaim: Arc<Reclaimer>,
+    /// The mode-dependent SPTE bits, constant while the vendor module that
+    /// set them (and so the VM) lives.
+    pub(crate) masks: Masks,
     /// `kvm_rtdp/<pid>-<n>/stats` in debugfs, removed with the state.
     _debugfs: Option<VmDebugfs>,
 }
@@ -235,6 +239,7 @@ pub(crate) fn init(kvm: &Kvm) -> Result {
             stats,
             invalidations: Invalidations::new(),
             reclaim,
+            masks: kvm.masks(),
             _debugfs: debugfs,
         },
         GFP_KERNEL,
