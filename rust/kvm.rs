@@ -212,6 +212,7 @@ impl Kvm {
     }
 
     /// The VM's state, between `init` and `uninit`.
+    #[inline]
     pub(crate) fn state(&self) -> &VmState {
         // SAFETY: entries other than `init` and `uninit` run between them,
         // while the box lives (the invariant of `crate::vm`).
@@ -906,6 +907,7 @@ pub(crate) struct Table(NonNull<u64>);
 
 impl Table {
     /// SPTE `index` of the table.
+    #[inline]
     pub(crate) fn sptep(self, index: usize) -> Sptep {
         assert!(index < SPTE_ENT_PER_PAGE);
         // SAFETY: in bounds of the table's page.
@@ -919,6 +921,7 @@ impl Table {
     }
 
     /// The table that the present, non-leaf `spte` points to.
+    #[inline]
     pub(crate) fn child_of(spte: Spte) -> Table {
         // SAFETY: page tables are direct-map pages.
         let virt = unsafe { bindings::phys_to_virt(spte.0 & BASE_ADDR_MASK) };
@@ -942,13 +945,17 @@ impl Table {
 pub(crate) struct Sptep(NonNull<u64>);
 
 impl Sptep {
+    #[inline]
     fn cell(&self) -> &AtomicU64 {
+        // What `AtomicU64::from_ptr` does, which rustc 1.85 does not inline:
+        // a call per SPTE access.
         // SAFETY: a live, aligned SPTE; every concurrent access to SPTEs is
         // atomic or READ_ONCE/WRITE_ONCE-sized.
-        unsafe { AtomicU64::from_ptr(self.0.as_ptr()) }
+        unsafe { &*self.0.as_ptr().cast::<AtomicU64>() }
     }
 
     /// Read the SPTE once.
+    #[inline]
     pub(crate) fn read(self) -> Spte {
         Spte(self.cell().load(Ordering::Relaxed))
     }
@@ -956,16 +963,19 @@ impl Sptep {
     /// Store `new` with a plain write: only for SPTEs that nobody else may
     /// change (`mmu_lock` held for write and no volatile bits), or to end a
     /// freeze.
+    #[inline]
     pub(crate) fn write(self, new: Spte) {
         self.cell().store(new.0, Ordering::Relaxed);
     }
 
     /// Exchange, returning the old value.
+    #[inline]
     pub(crate) fn xchg(self, new: Spte) -> Spte {
         Spte(self.cell().swap(new.0, Ordering::SeqCst))
     }
 
     /// Store `new` if the SPTE holds `old`; else the current value.
+    #[inline]
     pub(crate) fn cmpxchg(self, old: Spte, new: Spte) -> core::result::Result<(), Spte> {
         self.cell()
             .compare_exchange(old.0, new.0, Ordering::SeqCst, Ordering::Relaxed)
@@ -991,6 +1001,7 @@ impl Sptep {
     }
 
     /// The table the SPTE is in.
+    #[inline]
     pub(crate) fn table(self) -> Table {
         let base = (self.0.as_ptr() as usize) & !(bindings::PAGE_SIZE as usize - 1);
         // INVARIANT: the page holding a table entry is the table.
@@ -1018,10 +1029,12 @@ pub(crate) struct KernelTables;
 impl iter::Tables for KernelTables {
     type Table = Table;
 
+    #[inline]
     fn read(&self, table: Table, index: usize) -> u64 {
         table.sptep(index).read().0
     }
 
+    #[inline]
     fn child(&self, spte: Spte) -> Table {
         Table::child_of(spte)
     }
@@ -1068,23 +1081,28 @@ impl<'a> Walk<'a> {
     }
 
     /// Whether the walk is on an SPTE of the range.
+    #[inline]
     pub(crate) fn valid(&self) -> bool {
         self.iter.valid() && self.iter.gfn() < self.end
     }
 
+    #[inline]
     pub(crate) fn next(&mut self) {
         self.iter.next(&KernelTables);
     }
 
+    #[inline]
     pub(crate) fn gfn(&self) -> u64 {
         self.iter.gfn()
     }
 
+    #[inline]
     pub(crate) fn level(&self) -> Level {
         self.iter.level()
     }
 
     /// The SPTE as read when the walk moved to it (or as last refreshed).
+    #[inline]
     pub(crate) fn old_spte(&self) -> Spte {
         self.iter.old_spte()
     }
@@ -1094,6 +1112,7 @@ impl<'a> Walk<'a> {
     }
 
     /// The current SPTE.
+    #[inline]
     pub(crate) fn sptep(&self) -> Sptep {
         let (table, index) = self.iter.position();
         table.sptep(index)

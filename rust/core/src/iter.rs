@@ -59,6 +59,7 @@ impl<T: Tables> TdpIter<T> {
     ///
     /// `None` when the arguments cannot describe a walk: `min_level` above
     /// the root, or `start` not below `gfn_bits`.
+    #[inline]
     pub fn start(
         tables: &T,
         root: T::Table,
@@ -91,54 +92,64 @@ impl<T: Tables> TdpIter<T> {
 
     /// Whether the iterator is on an SPTE; false once the walk has left the
     /// root's range.
+    #[inline]
     pub fn valid(&self) -> bool {
         self.valid
     }
 
     /// The first gfn the current SPTE maps.
+    #[inline]
     pub fn gfn(&self) -> u64 {
         self.gfn
     }
 
     /// The level of the current SPTE.
+    #[inline]
     pub fn level(&self) -> Level {
         self.level
     }
 
     /// The current SPTE as read when the iterator moved to it.
+    #[inline]
     pub fn old_spte(&self) -> Spte {
         Spte(self.old_spte)
     }
 
     /// Record a newer value of the current SPTE, e.g. after a failed
     /// cmpxchg returned it, so that the next step sees what is there.
+    #[inline]
     pub fn set_old_spte(&mut self, spte: Spte) {
         self.old_spte = spte.0;
     }
 
     /// The table holding the current SPTE and its index there.
+    #[inline]
     pub fn position(&self) -> (T::Table, usize) {
         (self.table(self.level), self.index())
     }
 
     /// The gfn the walk resumes at after a yield; the caller uses it to
     /// avoid yielding twice without progress (`tdp_mmu_iter_need_resched`).
+    #[inline]
     pub fn yielded_gfn(&self) -> u64 {
         self.yielded_gfn
     }
 
     /// The next walk position at the lowest level, where a restart resumes.
+    #[inline]
     pub fn next_last_level_gfn(&self) -> u64 {
         self.next_last_level_gfn
     }
 
     /// The caller dropped the lock or the RCU read-side section: the next
     /// step re-walks from the root.
+    #[inline]
     pub fn set_yielded(&mut self) {
         self.yielded = true;
     }
 
     /// Walk again from the root to `next_last_level_gfn`.
+    #[inline]
     pub fn restart(&mut self, tables: &T) {
         self.yielded = false;
         self.yielded_gfn = self.next_last_level_gfn;
@@ -149,6 +160,7 @@ impl<T: Tables> TdpIter<T> {
     }
 
     /// Move to the next SPTE in pre-order.
+    #[inline]
     pub fn next(&mut self, tables: &T) {
         if self.yielded {
             self.restart(tables);
@@ -168,18 +180,22 @@ impl<T: Tables> TdpIter<T> {
         self.valid = false;
     }
 
+    #[inline]
     fn table(&self, level: Level) -> T::Table {
-        self.path[level.get() as usize - 1]
+        self.path[level.index()]
     }
 
+    #[inline]
     fn index(&self) -> usize {
         self.level.spte_index(self.gfn | self.gfn_bits)
     }
 
+    #[inline]
     fn refresh(&mut self, tables: &T) {
         self.old_spte = tables.read(self.table(self.level), self.index());
     }
 
+    #[inline]
     fn step_down(&mut self, tables: &T) -> bool {
         let Some(lower) = self.level.lower() else {
             return false;
@@ -196,13 +212,14 @@ impl<T: Tables> TdpIter<T> {
         }
         let child = tables.child(spte);
         // INVARIANT: the table for `lower` is set before `level` moves to it.
-        self.path[lower.get() as usize - 1] = child;
+        self.path[lower.index()] = child;
         self.level = lower;
         self.gfn = lower.round_gfn(self.next_last_level_gfn);
         self.refresh(tables);
         true
     }
 
+    #[inline]
     fn step_side(&mut self, tables: &T) -> bool {
         if self.index() == (1 << SPTE_LEVEL_BITS) - 1 {
             return false;
@@ -213,6 +230,7 @@ impl<T: Tables> TdpIter<T> {
         true
     }
 
+    #[inline]
     fn step_up(&mut self, tables: &T) -> bool {
         if self.level == self.root_level {
             return false;
