@@ -8,6 +8,8 @@
 #                 ending in `N passed, N failed, N skipped`
 #   make bench    C TDP MMU against kvm_rtdp in one boot under QEMU -icount:
 #                 median, spread and Rust/C ratio per phase, and a CSV
+#   make profile [P=name]  guest instructions per function, C and Rust side
+#                 by side, for one entry of selftests/profile.list
 #
 # Parts: deps, kernel, module, selftests, host-test, script-test, clean-cache.
 # Build products live in $(RTDP_CACHE) (default ~/.cache/rtdp), never here.
@@ -16,7 +18,7 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: run check bench deps kernel module selftests host-test script-test clean-cache
+.PHONY: run check bench profile deps kernel module selftests host-test script-test clean-cache
 
 run:
 	@bash $(S)/run.sh
@@ -26,6 +28,9 @@ check:
 
 bench:
 	@bash $(S)/bench.sh
+
+profile:
+	@bash $(S)/profile.sh $(P)
 
 deps:
 	@bash $(S)/deps.sh

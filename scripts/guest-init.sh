@@ -5,6 +5,9 @@
 #   rtdp.mode=run    load the modules, run the rtdp_smoke workload, report it
 #   rtdp.mode=check  run /tests/plan on the C TDP MMU, load kvm_rtdp, run it
 #                    again on Rust, compare the columns, unload kvm_rtdp
+#   rtdp.mode=bench  the entries of /tests/bench, C and Rust alternating
+#   rtdp.mode=profile one entry of /tests/profile (rtdp.profile=NAME) on C,
+#                    then on Rust, between snapshot markers
 #
 # Results go to ttyS1 as lines the host reads (scripts/vm.sh):
 #   ok|not ok|skip <name> [# detail]     one per test
@@ -62,6 +65,14 @@ load kvm-amd $M/kvm-amd.ko
 [ "$mode" = check ] && load rtdp_rcu_hold $M/rtdp_rcu_hold.ko
 
 provider() { cat /sys/module/kvm/parameters/tdp_mmu_provider 2>/dev/null; }
+
+# What the guest kernel enabled against CPU vulnerabilities: a benchmark
+# names the mitigations its numbers were taken under.
+mitigations() {
+	for f in /sys/devices/system/cpu/vulnerabilities/*; do
+		say "# mitigation $(basename "$f"): $(cat "$f")"
+	done
+}
 
 # A second provider must be refused while kvm_rtdp is registered, and so must
 # an ops table of another layout; insmod reports kvm.ko's error.
@@ -188,6 +199,7 @@ bench)
 		case "$arg" in rtdp.reps=*) reps=${arg#rtdp.reps=} ;; esac
 	done
 	say "# bench: $reps repetitions, C then Rust each time"
+	mitigations
 	rep=1
 	while [ $rep -le "$reps" ]; do
 		for col in c rust; do
@@ -214,6 +226,41 @@ bench)
 		done
 		rep=$((rep + 1))
 	done
+	;;
+profile)
+	# One entry of /tests/profile on C, then on Rust. /bin/rtdp_mark makes
+	# the insn-count QEMU plugin snapshot its counts: 0 and 1 around the C
+	# run, 2 and 3 around the Rust run. Lines: profile-ksym ADDR NAME MODULE
+	# (module symbols, for the host's report).
+	want=
+	for arg in $(cat /proc/cmdline); do
+		case "$arg" in rtdp.profile=*) want=${arg#rtdp.profile=} ;; esac
+	done
+	# shellcheck disable=SC2046
+	set -- $(grep "^$want[[:space:]]" /tests/profile)
+	[ $# -ge 5 ] || { result "not ok" "profile" "no entry $want in /tests/profile"; finish; }
+	name=$1 t=$4
+	shift 4
+	mitigations
+	for col in c rust; do
+		if [ $col = rust ]; then
+			insmod $M/kvm_rtdp.ko || { result "not ok" "load kvm_rtdp"; finish; }
+			grep -E '\[(kvm|kvm_amd|kvm_rtdp)\]' /proc/kallsyms |
+				awk '$2 ~ /^[tTwW]$/ { gsub(/[][]/, "", $4); print "profile-ksym", $1, $3, $4 }' >&3
+		fi
+		/bin/rtdp_mark
+		# shellcheck disable=SC2086
+		(cd /tests && timeout -s KILL "$t" ./"$@") >/tmp/log/profile.$col 2>&1
+		rc=$?
+		/bin/rtdp_mark
+		if [ $rc -eq 0 ]; then
+			result ok "profile $col/$name"
+		else
+			result "not ok" "profile $col/$name" "exit $rc"
+			tail -n 15 /tmp/log/profile.$col | sed 's/^/# | /' >&3
+		fi
+	done
+	rmmod kvm_rtdp || result "not ok" "unload kvm_rtdp"
 	;;
 *) result "not ok" "mode" "unknown rtdp.mode=$mode" ;;
 esac

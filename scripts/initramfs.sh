@@ -35,11 +35,17 @@ plan="$RTDP_ROOT/selftests/vm-tests.list"
 bench="$RTDP_ROOT/selftests/bench.list"
 cp "$plan" "$root/tests/plan"
 cp "$bench" "$root/tests/bench"
+profile="$RTDP_ROOT/selftests/profile.list"
+cp "$profile" "$root/tests/profile"
+# The snapshot marker of `make profile` (scripts/profile/mark.c).
+gcc -static -O2 -o "$root/bin/rtdp_mark" "$RTDP_ROOT/scripts/profile/mark.c" ||
+	die "building rtdp_mark failed"
 # The program of each entry (of the test plan and of the benchmark), and any
 # argument naming a built selftest (a wrapper script's upstream binary).
 {
 	awk '!/^[[:space:]]*(#|$)/ { print $4; for (i = 5; i <= NF; i++) print "?" $i }' "$plan"
 	awk '!/^[[:space:]]*(#|$)/ { print $3 }' "$bench"
+	awk '!/^[[:space:]]*(#|$)/ { print $5 }' "$profile"
 } | sort -u | while read -r bin; do
 	case "$bin" in
 	\?*) bin=${bin#\?}; [ -f "$RTDP_SELFTESTS/$bin" ] || continue ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vm.sh run|check|bench INITRAMFS OUTDIR
+# vm.sh run|check|bench|profile INITRAMFS OUTDIR
 #
 # Boot the cached kernel in QEMU (TCG, -cpu max: SVM with NPT) with INITRAMFS,
 # stream the guest's report (ttyS1) and write OUTDIR/{console,report}.log.
@@ -36,6 +36,16 @@ if [ "$mode" = bench ]; then
 		RTDP_VM_CPUS=1
 	fi
 	append=" rtdp.reps=$reps"
+fi
+# `make profile`: the same deterministic clock as the benchmark, and the
+# insn-count plugin (built by scripts/profile.sh) writing its snapshots to
+# OUTDIR/counts.
+if [ "$mode" = profile ]; then
+	limit=$((2 * RTDP_PROFILE_TIMEOUT + 300))
+	accel=(-accel tcg,thread=single -icount shift=3,sleep=off
+		-plugin "$RTDP_PROFILE_PLUGIN,out=$outdir/counts")
+	RTDP_VM_CPUS=1
+	append=" rtdp.profile=$RTDP_PROFILE_NAME"
 fi
 
 mkdir -p "$outdir"
