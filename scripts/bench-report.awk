@@ -2,6 +2,9 @@
 # table on stdout. Input lines: bench NAME COLUMN REP SECONDS PHASE...
 # Per phase and column: median over the repetitions, and the spread as
 # min-max; then the ratio of the medians, Rust/C (below 1: Rust faster).
+# Phases whose C median is at least 50 ms (shorter ones are at the clock's
+# resolution) also go to plot=FILE as "LABEL RATIO" lines, and their
+# geometric mean is the table's last line.
 
 function median(list,    n, a, i, j, t) {
 	n = split(list, a, " ")
@@ -33,5 +36,14 @@ END {
 		if ((key, "rust") in v) { mr = median(v[key, "rust"]); r = sprintf("%.3f [%.3f-%.3f]", mr, lo, hi); nr = cnt }
 		if (c != "-" && r != "-" && mc > 0) ratio = sprintf("%.2f", mr / mc)
 		printf "%-16s %-44s %22s %22s %7s\n", kp[1], substr(kp[2], 1, 44), c, r, ratio
+		if (ratio != "-" && mc >= 0.05) {
+			label = kp[1] ": " kp[2]
+			gsub(/[ \t]+$/, "", label)
+			gsub(/"/, "", label)
+			printf "\"%s\" %s\n", label, mr / mc >plot
+			logsum += log(mr / mc); nmeasured++
+		}
 	}
+	if (nmeasured)
+		printf "geometric mean of Rust/C over the %d phases with C >= 50 ms: %.3f\n", nmeasured, exp(logsum / nmeasured)
 }

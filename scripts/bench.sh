@@ -19,7 +19,33 @@ rc=0
 bash "$RTDP_ROOT/scripts/vm.sh" bench "$out/initramfs.cpio.gz" "$out" 2>"$out/guest.log" || rc=$?
 csv="$out/bench.csv"
 echo "benchmark,phase,column,rep,seconds" >"$csv"
-awk -v csv="$csv" -f "$RTDP_ROOT/scripts/bench-report.awk" "$out/report.log" | tee "$out/table.txt"
+awk -v csv="$csv" -v plot="$out/ratios.dat" -f "$RTDP_ROOT/scripts/bench-report.awk" \
+	"$out/report.log" | tee "$out/table.txt"
+# The ratios as a picture: one bar per measurable phase, 1.0 marked.
+png="$out/ratios.png"
+if [ -s "$out/ratios.dat" ]; then
+	gnuplot <<-EOF || log "gnuplot failed; no picture"
+		set terminal pngcairo noenhanced size 1100,$((200 + 28 * $(wc -l <"$out/ratios.dat")))
+		set output "$png"
+		set title "kvm_rtdp / C TDP MMU: guest instructions per phase (below 1: Rust cheaper)"
+		set style fill solid 0.6
+		set yrange [*:*] reverse
+		set xrange [0:$(awk '$NF > m { m = $NF } END { print (m > 1 ? m : 1) * 1.15 }' "$out/ratios.dat")]
+		set ytics nomirror
+		set grid xtics
+		set xlabel "Rust/C (median of the repetitions)"
+		set arrow from 1, graph 0 to 1, graph 1 nohead lw 2 lc rgb "black"
+		plot "$out/ratios.dat" using (\$2 / 2):0:(\$2 / 2):(0.35):yticlabels(1) with boxxyerror notitle lc rgb "#4477aa", \
+			"" using 2:0:(sprintf("%.2f", \$2)) with labels left offset 0.5,0 notitle
+	EOF
+fi
 grep -E '^(not ok|# bench)' "$out/report.log" >&2 || true
-log "bench: $((SECONDS - t0)) s; CSV: $csv; table: $out/table.txt; guest: $out/report.log"
+# The kernel the numbers were taken on: how it was compiled, and what the
+# guest enabled against CPU vulnerabilities (only those not "Not affected").
+eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
+{
+	printf 'kernel: %s\n' "$(grep -E '^CONFIG_(CC_OPTIMIZE_FOR_[A-Z]+|RUST_OVERFLOW_CHECKS|CPU_MITIGATIONS|MITIGATION_RETPOLINE|MITIGATION_RETHUNK)=' "$RTDP_BUILD/.config" | tr '\n' ' ')"
+	sed -n 's/^# mitigation \([^:]*\): \(.*\)/\1: \2/p' "$out/report.log" | grep -v 'Not affected$' | sed 's/^/mitigation /'
+} | tee "$out/kernel.txt"
+log "bench: $((SECONDS - t0)) s; CSV: $csv; table: $out/table.txt; picture: $png; guest: $out/report.log"
 exit $rc

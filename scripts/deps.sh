@@ -14,7 +14,7 @@ pkgs=(
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	make gcc libc6-dev git flex bison bc libelf-dev libssl-dev
 	cpio kmod busybox-static qemu-system-x86 xz-utils ca-certificates
-	debian-archive-keyring perl
+	debian-archive-keyring perl gnuplot-nox
 )
 # cargo builds bindgen-cli and runs the host tests; rustup's is used when it is
 # on PATH, otherwise Debian's of the same version as rustc-web.
