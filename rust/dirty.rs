@@ -110,28 +110,43 @@ fn clear_bit_in(kvm: &Kvm, root: Sp, slot: &Memslot, min_level: Level, bit: u64)
 /// Make the 4 KiB leaf SPTEs of the gfns `gfn + i` for each bit `i` of
 /// `mask` clean: clear the Writable bit if `wrprot` or the tree
 /// write-protects, else the Dirty bit. Holds `mmu_lock` for write.
+///
+/// The walk goes down once to the first 4 KiB table of the window and then
+/// jumps from set bit to set bit in it: the 64 gfns of a word share one
+/// table unless the memslot's base is not 64-aligned, when a second walk
+/// covers the rest. Gfns mapped by a huge page, or not at all, have no 4
+/// KiB SPTE and are skipped (huge pages were split before dirty logging,
+/// or are write-protected as a whole by `wrprot_slot`).
 pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u64, wrprot: bool) {
     let masks = kvm.state().masks;
-    let stats = &kvm.state().stats;
+    let mut cleared = 0;
     roots::for_each_valid_locked(kvm, slot.as_id(), |root| {
         let bit = Spte::dirty_bit(&masks, wrprot || kvm.need_write_protect(root));
         let mut pending = GfnMask::new(gfn, mask);
-        let mut walk = Walk::new(kvm, root, Level::PG_4K, pending.first(), pending.end());
-        while walk.valid() && !pending.is_empty() {
-            let old = walk.old_spte();
-            let level = walk.level();
-            // Huge pages were split before dirty logging, or are
-            // write-protected as a whole by `wrprot_slot`.
-            if old.is_present()
-                && old.is_leaf(level)
-                && level == Level::PG_4K
-                && pending.take(walk.gfn())
-                && old.0 & bit != 0
-            {
-                walk.sptep().clear_bits(old, bit, level);
-                stats.count(counter_for(bit));
+        while !pending.is_empty() {
+            let mut walk = Walk::new(kvm, root, Level::PG_4K, pending.first(), pending.end());
+            while walk.valid() && walk.level() != Level::PG_4K {
+                walk.next();
             }
-            walk.next();
+            if !walk.valid() {
+                break;
+            }
+            pending.drop_below(walk.gfn());
+            let table_end = Level::PG_2M.next_gfn(walk.gfn());
+            while let Some(gfn) = pending.take_first_below(table_end) {
+                let Some(sptep) = walk.sibling(gfn) else {
+                    break;
+                };
+                let old = sptep.read();
+                if old.is_present() && old.0 & bit != 0 {
+                    sptep.clear_bits(old, bit, Level::PG_4K);
+                    cleared += 1;
+                }
+            }
+        }
+        if cleared != 0 {
+            kvm.state().stats.add(counter_for(bit), cleared);
+            cleared = 0;
         }
     });
 }

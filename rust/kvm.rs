@@ -34,7 +34,7 @@ use kernel::sync::raw_rwlock::{RawRwLock, RawRwLockReadGuard, RawRwLockWriteGuar
 use kernel::{bindings, error::to_result, prelude::*, sync::rcu, types::Opaque};
 
 use crate::iter::{self, TdpIter};
-use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::level::{Level, SPTE_ENT_PER_PAGE, SPTE_LEVEL_BITS};
 use crate::mmio_gen::MmioMasks;
 use crate::reclaim;
 use crate::spte::{Masks, Spte, BASE_ADDR_MASK};
@@ -1116,6 +1116,20 @@ impl<'a> Walk<'a> {
     pub(crate) fn sptep(&self) -> Sptep {
         let (table, index) = self.iter.position();
         table.sptep(index)
+    }
+
+    /// The SPTE for `gfn` in the table the walk is on, at the walk's
+    /// level, or `None` when `gfn` maps through another table. Reached under
+    /// the walk's RCU section, like [`Walk::sptep`].
+    #[inline]
+    pub(crate) fn sibling(&self, gfn: u64) -> Option<Sptep> {
+        let level = self.iter.level();
+        let span = level.gfn_shift() + SPTE_LEVEL_BITS;
+        if span < u64::BITS && gfn >> span != self.iter.gfn() >> span {
+            return None;
+        }
+        let (table, _) = self.iter.position();
+        Some(table.sptep(level.spte_index(gfn)))
     }
 
     /// Whether the walk should give up `mmu_lock` and the CPU: somebody

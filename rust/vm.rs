@@ -195,8 +195,13 @@ pub(crate) struct Stats {
 impl Stats {
     /// Count one event.
     pub(crate) fn count(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Count `n` events at once: one atomic add for a batch.
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
         let shard = CpuId::current().as_u32() as usize % SHARDS;
-        self.shards[shard].0[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.shards[shard].0[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// The count so far (the sum of the shards; not a snapshot).

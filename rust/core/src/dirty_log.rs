@@ -43,6 +43,34 @@ impl GfnMask {
         self.base + Self::BITS
     }
 
+    /// Forget the gfns below `gfn`: they have nothing to handle (no 4 KiB
+    /// mapping).
+    pub fn drop_below(&mut self, gfn: u64) {
+        let bits = gfn.saturating_sub(self.base);
+        // INVARIANT: only bits for gfns below `gfn` are cleared.
+        if bits >= Self::BITS {
+            self.mask = 0;
+        } else {
+            self.mask &= !((1u64 << bits) - 1);
+        }
+    }
+
+    /// The first gfn still to be handled if it is below `end`; it no longer
+    /// is. Jumps from set bit to set bit, as `__ffs()` does.
+    #[inline]
+    pub fn take_first_below(&mut self, end: u64) -> Option<u64> {
+        if self.mask == 0 {
+            return None;
+        }
+        let gfn = self.base + self.mask.trailing_zeros() as u64;
+        if gfn >= end {
+            return None;
+        }
+        // INVARIANT: the lowest set bit, `gfn`'s, is handled from now on.
+        self.mask &= self.mask - 1;
+        Some(gfn)
+    }
+
     /// Whether `gfn` is still to be handled; if so, it no longer is.
     pub fn take(&mut self, gfn: u64) -> bool {
         let Some(bit) = gfn.checked_sub(self.base) else {
@@ -79,6 +107,40 @@ mod tests {
                 assert!(!m.take(gfn));
             }
             assert_eq!(taken, mask);
+            assert!(m.is_empty());
+        }
+    }
+
+    /// Jumping: in windows split at random ends, every set bit comes out
+    /// once, in order, and only below its end; dropped bits never do.
+    #[test]
+    fn jumps_visit_set_bits_in_order() {
+        let mut rng = XorShift(29);
+        for _ in 0..1000 {
+            let base = rng.next() >> 20;
+            let mask = rng.next();
+            let cut = base + rng.below(GfnMask::BITS + 1);
+            let drop = base + rng.below(GfnMask::BITS + 1);
+            let mut m = GfnMask::new(base, mask);
+            m.drop_below(drop);
+            let mut seen = 0u64;
+            let mut last = None;
+            while let Some(gfn) = m.take_first_below(cut) {
+                assert!(gfn >= drop && gfn < cut);
+                assert!(last.map_or(true, |l| l < gfn));
+                last = Some(gfn);
+                seen |= 1 << (gfn - base);
+            }
+            while let Some(gfn) = m.take_first_below(m.end()) {
+                assert!(gfn >= cut);
+                seen |= 1 << (gfn - base);
+            }
+            let kept = if drop - base >= 64 {
+                0
+            } else {
+                mask & !((1u64 << (drop - base)) - 1)
+            };
+            assert_eq!(seen, kept);
             assert!(m.is_empty());
         }
     }
