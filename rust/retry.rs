@@ -44,6 +44,7 @@ pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> boo
         // Racy reads may err either way; the fault checks again locked.
         return answer != Retry::No;
     }
+    state.stats.count(Counter::RetryChecks);
     match answer {
         Retry::InRange => {
             state.stats.count(Counter::RetriesRange);

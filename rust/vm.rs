@@ -105,6 +105,10 @@ pub(crate) enum Counter {
     RetriesSeq,
     /// Faults not retried that upstream's widened range would have retried.
     RetriesAvoided,
+    /// Locked retry checks kvm.ko asked of kvm_rtdp: only faults that ran
+    /// while an invalidation was in progress or after the sequence moved
+    /// (kvm.ko answers the others inline).
+    RetryChecks,
     /// MMIO SPTEs installed.
     MmioSptes,
     /// Page tables linked into the tree.
@@ -130,7 +134,7 @@ pub(crate) enum Counter {
     NxHugePagesZapped,
 }
 
-const COUNTERS: usize = 18;
+const COUNTERS: usize = 19;
 
 impl Counter {
     const ALL: [Counter; COUNTERS] = [
@@ -141,6 +145,7 @@ impl Counter {
         Counter::RetriesRange,
         Counter::RetriesSeq,
         Counter::RetriesAvoided,
+        Counter::RetryChecks,
         Counter::MmioSptes,
         Counter::TablesLinked,
         Counter::TablesRemoved,
@@ -163,6 +168,7 @@ impl Counter {
             Counter::RetriesRange => "retries_range",
             Counter::RetriesSeq => "retries_seq",
             Counter::RetriesAvoided => "retries_avoided",
+            Counter::RetryChecks => "retry_checks",
             Counter::MmioSptes => "mmio_sptes",
             Counter::TablesLinked => "tables_linked",
             Counter::TablesRemoved => "tables_removed",
