@@ -185,4 +185,26 @@ else
 		"ok=$v_ok fail=$v_fail crash=$v_crash hang=$v_hang warn=$v_warn; $crash_line; $hang_line"
 fi
 
+# The profile report: blocks are charged to the function whose symbol
+# precedes them (a module symbol after vmlinux's), user-space blocks to one
+# row, and every count is divided by the operations of the run.
+printf '%s\n' \
+	$'ffffffff81000000\tS\tvmlinux\tkvm_entry' \
+	$'ffffffff81000010\tT\t100\t300' \
+	$'ffffffff81000020\tT\t100\t100' \
+	$'ffffffffa0000000\tS\tkvm_rtdp\tkvm_rtdp::fault::map' \
+	$'ffffffffa0000040\tT\t0\t400' \
+	$'0000000000401000\tT\t50\t50' | LC_ALL=C sort -t "$(printf '\t')" -k1,1 -k2,2 |
+	awk -F '\t' -v ops=10 -v unit=fault -v top=5 -v csv="$tmp/profile.csv" \
+		-f "$here/profile/report.awk" >"$tmp/profile.txt"
+if grep -qE '^kvm_entry +vmlinux +20\.0 +40\.0 +\+20\.0$' "$tmp/profile.txt" &&
+	grep -qE '^kvm_rtdp::fault::map +kvm_rtdp +0\.0 +40\.0 +\+40\.0$' "$tmp/profile.txt" &&
+	grep -qE '^\[user space\] +user +5\.0 +5\.0 ' "$tmp/profile.txt" &&
+	grep -qE '^total +25\.0 +85\.0 +\+60\.0$' "$tmp/profile.txt" &&
+	grep -q '^"kvm_rtdp::fault::map",kvm_rtdp,0,400,0.00,40.00$' "$tmp/profile.csv"; then
+	pass "profile report: functions, user space, per-operation counts"
+else
+	fail "profile report: functions, user space, per-operation counts" "$(tr '\n' '|' <"$tmp/profile.txt")"
+fi
+
 exit $failed
