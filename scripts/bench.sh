@@ -45,7 +45,7 @@ grep -E '^(not ok|# bench)' "$out/report.log" >&2 || true
 eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
 {
 	printf 'kernel: %s\n' "$(grep -E '^CONFIG_(CC_OPTIMIZE_FOR_[A-Z]+|RUST_OVERFLOW_CHECKS|CPU_MITIGATIONS|MITIGATION_RETPOLINE|MITIGATION_RETHUNK)=' "$RTDP_BUILD/.config" | tr '\n' ' ')"
-	sed -n 's/^# mitigation \([^:]*\): \(.*\)/\1: \2/p' "$out/report.log" | grep -v 'Not affected$' | sed 's/^/mitigation /'
+	sed -n 's/^# mitigation \([^:]*\): \(.*\)/\1: \2/p' "$out/report.log" | tr -d '\r' | grep -v '^[^:]*: Not affected$' | sed 's/^/mitigation /'
 } | tee "$out/kernel.txt"
 log "bench: $((SECONDS - t0)) s; CSV: $csv; table: $out/table.txt; picture: $png; guest: $out/report.log"
 exit $rc
