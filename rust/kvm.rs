@@ -678,11 +678,16 @@ impl Sp {
     }
 
     /// The header of the page table `table`.
+    #[inline]
     pub(crate) fn of_table(table: Table) -> Sp {
         // SAFETY: TDP MMU page tables record their header in page_private()
         // (tdp_mmu_init_sp()); `table` is live by its own invariant.
-        let sp = unsafe { bindings::page_private(bindings::virt_to_page(table.0.as_ptr().cast())) }
-            as *mut bindings::kvm_mmu_page;
+        let sp = unsafe {
+            (*crate::direct_map::virt_to_page(table.0.as_ptr()))
+                .__bindgen_anon_1
+                .__bindgen_anon_1
+                .private
+        } as *mut bindings::kvm_mmu_page;
         // SAFETY: see above.
         unsafe { Sp::from_raw(sp) }
     }
@@ -916,23 +921,22 @@ impl Table {
 
     /// The physical address, as the hardware and `kvm_mmu.root.hpa` see it.
     pub(crate) fn phys(self) -> u64 {
-        // SAFETY: a kernel direct-map address.
-        unsafe { bindings::virt_to_phys(self.0.as_ptr().cast()) }
+        crate::direct_map::virt_to_phys(self.0.as_ptr())
     }
 
     /// The table that the present, non-leaf `spte` points to.
     #[inline]
     pub(crate) fn child_of(spte: Spte) -> Table {
-        // SAFETY: page tables are direct-map pages.
-        let virt = unsafe { bindings::phys_to_virt(spte.0 & BASE_ADDR_MASK) };
+        // Page tables are direct-map pages.
+        let virt = crate::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
         // INVARIANT: a present non-leaf SPTE points to a live table (the
         // caller reached it under RCU or owns it).
-        Table(NonNull::new(virt.cast()).expect("SPTE points to no table"))
+        Table(NonNull::new(virt).expect("SPTE points to no table"))
     }
 
     fn from_phys(phys: u64) -> Option<Table> {
-        // SAFETY: page tables are direct-map pages.
-        NonNull::new(unsafe { bindings::phys_to_virt(phys) }.cast()).map(Table)
+        // INVARIANT: page tables are direct-map pages; `phys` is a root's.
+        NonNull::new(crate::direct_map::phys_to_virt(phys)).map(Table)
     }
 }
 

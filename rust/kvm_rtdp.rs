@@ -31,6 +31,7 @@ pub mod spte;
 
 mod age;
 mod changes;
+mod direct_map;
 mod dirty;
 mod fault;
 mod huge_pages;
@@ -80,6 +81,7 @@ struct KvmRtdp {
 
 impl kernel::Module for KvmRtdp {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        direct_map::init()?;
         let debugfs = kvm::DebugfsRoot::new()?;
         let provider = kvm::ProviderRegistration::new(module, c"kvm_rtdp")?;
         pr_info!(
