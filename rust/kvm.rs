@@ -26,7 +26,7 @@
 
 use core::ffi::{c_int, CStr};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
 use kernel::debugfs::{Dir, File};
 
@@ -275,11 +275,27 @@ impl Kvm {
 
     /// Account `count` more (or fewer) leaf mappings at `level` in the VM's
     /// page statistics.
+    ///
+    /// The same atomic add as `kvm_update_page_stats()`, made here: the
+    /// exported function cost a call per leaf installed or removed.
+    #[inline]
     pub(crate) fn update_page_stats(&self, level: Level, count: i32) {
-        // SAFETY: `self` is a valid VM and `level` a valid level.
-        unsafe {
-            bindings::kvm_tdp_mmu_provider_update_page_stats(self.raw(), level.get().into(), count)
-        };
+        fn len<T, const N: usize>(_: *mut [T; N]) -> usize {
+            N
+        }
+        // SAFETY: a field of a valid VM (no access, only its address).
+        let pages = unsafe { &raw mut (*self.raw()).stat.__bindgen_anon_1.pages };
+        // `pages_4k`, `_2m` and `_1g`: leaves exist at those levels only.
+        let index = level.index();
+        if kernel::warn_on!(index >= len(pages)) {
+            return;
+        }
+        // SAFETY: `index` is in bounds of the array.
+        let counter = unsafe { pages.cast::<bindings::atomic64_t>().add(index) };
+        // SAFETY: an `atomic64_t` is an aligned `s64` that kvm.ko, too,
+        // only changes atomically; it lives as long as the VM.
+        let counter = unsafe { AtomicI64::from_ptr(&raw mut (*counter).counter) };
+        counter.fetch_add(count.into(), Ordering::Relaxed);
     }
 
     /// Flush the translations of `[gfn, gfn + pages)`.
