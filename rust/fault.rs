@@ -18,7 +18,7 @@ use crate::vm::Counter;
 /// Handle `fault` of `vcpu` on its current root.
 pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
     let kvm = vcpu.kvm();
-    let stats = &kvm.state().stats;
+    let stats = kvm.state().stats.of_vcpu(vcpu);
     let Some(root) = vcpu.root() else {
         kernel::warn_on!(true);
         return PfResult::Retry;
@@ -93,7 +93,10 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
         && old.is_leaf(level)
         && (fault.prefetch() || !vcpu.permission_fault(old, fault))
     {
-        kvm.state().stats.count(Counter::FaultsSpurious);
+        kvm.state()
+            .stats
+            .of_vcpu(vcpu)
+            .count(Counter::FaultsSpurious);
         return PfResult::Spurious;
     }
 
@@ -103,7 +106,7 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
         fault.make_spte(vcpu, sp, walk.gfn(), old)
     };
 
-    let stats = &kvm.state().stats;
+    let stats = kvm.state().stats.of_vcpu(vcpu);
     let mut ret = PfResult::Fixed;
     if new == old {
         ret = PfResult::Spurious;

@@ -1231,6 +1231,13 @@ impl<'a> Walk<'a> {
 }
 
 impl Vcpu {
+    /// The vCPU's index in its VM (`vcpu_idx`), fixed at creation.
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        // SAFETY: set before the vCPU is visible, never changed.
+        unsafe { (*self.raw()).vcpu_idx as usize }
+    }
+
     fn mmu(&self) -> *mut bindings::kvm_mmu {
         // SAFETY: a vCPU always has its current MMU.
         unsafe { (*self.raw()).arch.mmu }
