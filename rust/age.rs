@@ -37,6 +37,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
     let masks = kvm.state().masks;
     let stats = &kvm.state().stats;
     let mut young = false;
+    let mut aged = 0;
     let rcu = rcu::read_lock();
     let mut pos = None;
     while let Some(root) = kvm.next_root_rcu(&rcu, pos) {
@@ -45,7 +46,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
         if !roots::matches(root, RootTypes::DIRECT) || root.as_id() != range.as_id() {
             continue;
         }
-        let mut walk = Walk::new(kvm, root, Level::PG_4K, range.start(), range.end());
+        let mut walk = Walk::in_rcu(kvm, &rcu, root, Level::PG_4K, range.start(), range.end());
         while walk.valid() {
             let old = walk.old_spte();
             if old.is_present() && old.is_leaf(walk.level()) && old.is_accessed(&masks) {
@@ -56,7 +57,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
                 match old.aged(&masks) {
                     Some(new) => {
                         if walk.sptep().cmpxchg(old, new).is_ok() {
-                            stats.count(Counter::SptesAged);
+                            aged += 1;
                         }
                     }
                     // Bits where the saved ones would go: kvm.ko warns
@@ -68,6 +69,9 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
             }
             walk.next();
         }
+    }
+    if aged != 0 {
+        stats.add(Counter::SptesAged, aged);
     }
     young
 }

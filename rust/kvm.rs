@@ -25,6 +25,7 @@
 //!   which frees it after a grace period ([`Sp::free_after_grace_period`]).
 
 use core::ffi::{c_int, CStr};
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
@@ -1061,20 +1062,57 @@ impl iter::Tables for KernelTables {
 }
 
 /// A walk over the SPTEs of one root covering `[start, end)`, inside an RCU
-/// read-side section that it owns.
+/// read-side section: its own ([`OwnRcu`], the default), which it may end to
+/// yield or sleep, or its caller's ([`InRcu`]), in which it cannot yield.
 ///
 /// # Invariants
 ///
-/// `rcu` is held whenever the iterator may read a table, and the iterator is
-/// marked yielded whenever it was released since the last step.
-pub(crate) struct Walk<'a> {
+/// An RCU read-side section is held whenever the iterator may read a table
+/// (`rcu.0` is `Some`, or the caller's guard is borrowed for `'a`), and the
+/// iterator is marked yielded whenever the section was released since the
+/// last step.
+pub(crate) struct Walk<'a, R = OwnRcu> {
     kvm: &'a Kvm,
     iter: TdpIter<KernelTables>,
     end: u64,
-    rcu: Option<rcu::Guard>,
+    rcu: R,
     /// Where the walk last waited for a grace period because of the
     /// reclaim budget: it takes a step before it waits again.
     waited_at: Option<u64>,
+    /// Calls of [`Walk::cond_resched`] until it next asks the scheduler
+    /// and the lock (see [`RESCHED_INTERVAL`]).
+    resched_countdown: u8,
+}
+
+/// The RCU section of a [`Walk`] that owns it; `None` only while the walk
+/// has released it to yield.
+pub(crate) struct OwnRcu(Option<rcu::Guard>);
+
+/// The RCU section of a [`Walk`] inside its caller's: borrowed for `'g`,
+/// so the walk has no way to end it, and none of the methods that yield.
+/// The walks of a lockless pass over all roots (aging) use it, one
+/// `rcu_read_lock()` for the pass instead of one more per root.
+pub(crate) struct InRcu<'g>(PhantomData<&'g rcu::Guard>);
+
+/// [`Walk::cond_resched`] asks whether a task or a writer waits at every
+/// `RESCHED_INTERVAL`-th step, not at every step as the C MMU does: the
+/// question is two calls into C (`need_resched()` and
+/// `rwlock_needbreak()` are inline in C, helpers for Rust), 27 guest
+/// instructions per SPTE zapped (`make profile P=demand_paging`). A step
+/// is at most a few hundred instructions, so a waiter is answered at most
+/// a few thousand instructions later than on C.
+const RESCHED_INTERVAL: u8 = 8;
+
+fn start_iter(root: Sp, min_level: Level, start: u64) -> TdpIter<KernelTables> {
+    TdpIter::start(
+        &KernelTables,
+        root.table(),
+        root.level(),
+        min_level,
+        start,
+        0,
+    )
+    .expect("a TDP MMU root walk")
 }
 
 impl<'a> Walk<'a> {
@@ -1082,24 +1120,42 @@ impl<'a> Walk<'a> {
     /// `root` alive (a reference, or the vCPU's use of it).
     pub(crate) fn new(kvm: &'a Kvm, root: Sp, min_level: Level, start: u64, end: u64) -> Self {
         let rcu = rcu::read_lock();
-        let iter = TdpIter::start(
-            &KernelTables,
-            root.table(),
-            root.level(),
-            min_level,
-            start,
-            0,
-        )
-        .expect("a TDP MMU root walk");
+        // INVARIANT: the walk owns the section it reads the root in.
         Walk {
             kvm,
-            iter,
+            iter: start_iter(root, min_level, start),
             end,
-            rcu: Some(rcu),
+            rcu: OwnRcu(Some(rcu)),
             waited_at: None,
+            resched_countdown: RESCHED_INTERVAL,
         }
     }
+}
 
+impl<'a> Walk<'a, InRcu<'a>> {
+    /// Walk `[start, end)` under `root` down to `min_level` inside the
+    /// caller's RCU section `rcu`, in which the caller found `root`.
+    pub(crate) fn in_rcu(
+        kvm: &'a Kvm,
+        _rcu: &'a rcu::Guard,
+        root: Sp,
+        min_level: Level,
+        start: u64,
+        end: u64,
+    ) -> Self {
+        // INVARIANT: `_rcu` is borrowed for as long as the walk lives.
+        Walk {
+            kvm,
+            iter: start_iter(root, min_level, start),
+            end,
+            rcu: InRcu(PhantomData),
+            waited_at: None,
+            resched_countdown: RESCHED_INTERVAL,
+        }
+    }
+}
+
+impl<'a, R> Walk<'a, R> {
     /// Whether the walk is on an SPTE of the range.
     #[inline]
     pub(crate) fn valid(&self) -> bool {
@@ -1151,7 +1207,9 @@ impl<'a> Walk<'a> {
         let (table, _) = self.iter.position();
         Some(table.sptep(level.spte_index(gfn)))
     }
+}
 
+impl<'a> Walk<'a> {
     /// Whether the walk should give up `mmu_lock` and the CPU: somebody
     /// waits, and the walk moved since it last yielded.
     pub(crate) fn need_resched(&self) -> bool {
@@ -1177,8 +1235,15 @@ impl<'a> Walk<'a> {
     /// caller moves on with [`Walk::next`], which re-walks from the root.
     pub(crate) fn cond_resched(&mut self, flush: bool, how: MmuLock) -> bool {
         let wait = self.must_wait();
-        if !wait && !self.need_resched() {
-            return false;
+        if !wait {
+            self.resched_countdown -= 1;
+            if self.resched_countdown != 0 {
+                return false;
+            }
+            self.resched_countdown = RESCHED_INTERVAL;
+            if !self.need_resched() {
+                return false;
+            }
         }
         self.yield_lock(flush, how, wait);
         true
@@ -1198,13 +1263,13 @@ impl<'a> Walk<'a> {
     pub(crate) fn with_lock_dropped<T>(&mut self, how: MmuLock, f: impl FnOnce() -> T) -> T {
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
-        drop(self.rcu.take());
+        drop(self.rcu.0.take());
         // The walk's caller holds `mmu_lock` as `how` (its entry's
         // contract), and the walk restarts from the root afterwards.
         // SAFETY: held as `how`; nothing read under the lock is used
         // again; the RCU section just ended.
         let result = unsafe { self.kvm.with_mmu_lock_dropped(how, f) };
-        self.rcu = Some(rcu::read_lock());
+        self.rcu.0 = Some(rcu::read_lock());
         result
     }
 
@@ -1220,13 +1285,13 @@ impl<'a> Walk<'a> {
         }
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
-        drop(self.rcu.take());
+        drop(self.rcu.0.take());
         // The walk's caller holds `mmu_lock` as `how` (its entry's
         // contract), and the walk re-walks from the root after this.
         // SAFETY: held as `how`; nothing read under the lock is used
         // again; the RCU section just ended.
         unsafe { self.kvm.cond_resched_mmu_lock(how) };
-        self.rcu = Some(rcu::read_lock());
+        self.rcu.0 = Some(rcu::read_lock());
     }
 }
 
