@@ -30,6 +30,7 @@ pub(crate) fn zap_root(kvm: &Kvm, root: Sp, how: MmuLock) {
 
 fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
     let mut walk = Walk::new(kvm, root, zap_level, 0, max_gfn_exclusive());
+    let mut zapped = 0;
     while walk.valid() {
         if walk.cond_resched(false, how) {
             walk.next();
@@ -40,14 +41,14 @@ fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
             walk.next();
             continue;
         }
-        if old.is_leaf(walk.level()) {
-            kvm.state().stats.count(Counter::LeafsZapped);
-        }
+        let leaf = old.is_leaf(walk.level());
         // Busy: somebody changed the SPTE; look at it again.
         if changes::set(kvm, &mut walk, Spte(NONPRESENT), how).is_ok() {
+            zapped += u64::from(leaf);
             walk.next();
         }
     }
+    count_zapped(kvm, zapped);
     walk.finish(how);
 }
 
@@ -64,6 +65,7 @@ fn zap_leafs_in(
 ) -> bool {
     let end = end.min(max_gfn_exclusive());
     let mut walk = Walk::new(kvm, root, Level::PG_4K, start, end);
+    let mut zapped = 0;
     while walk.valid() {
         if can_yield && walk.cond_resched(flush, MmuLock::Exclusive) {
             flush = false;
@@ -73,11 +75,12 @@ fn zap_leafs_in(
         let old = walk.old_spte();
         if old.is_present() && old.is_leaf(walk.level()) {
             changes::set_exclusive(kvm, &mut walk, Spte(NONPRESENT));
-            kvm.state().stats.count(Counter::LeafsZapped);
+            zapped += 1;
             flush |= !root.is_invalid();
         }
         walk.next();
     }
+    count_zapped(kvm, zapped);
     flush
 }
 
@@ -87,6 +90,13 @@ pub(crate) fn zap_leafs(kvm: &Kvm, start: u64, end: u64, mut flush: bool) -> boo
         flush = zap_leafs_in(kvm, root, start, end, true, flush);
     }
     count_flush(kvm, flush)
+}
+
+/// Count the leaves a walk zapped: once per walk, not per SPTE.
+fn count_zapped(kvm: &Kvm, zapped: u64) {
+    if zapped != 0 {
+        kvm.state().stats.add(Counter::LeafsZapped, zapped);
+    }
 }
 
 /// An entry returns `flush` to kvm.ko, which flushes when it is true.
