@@ -1091,8 +1091,44 @@ pub(crate) struct OwnRcu(Option<rcu::Guard>);
 /// The RCU section of a [`Walk`] inside its caller's: borrowed for `'g`,
 /// so the walk has no way to end it, and none of the methods that yield.
 /// The walks of a lockless pass over all roots (aging) use it, one
-/// `rcu_read_lock()` for the pass instead of one more per root.
-pub(crate) struct InRcu<'g>(PhantomData<&'g rcu::Guard>);
+/// `rcu_read_lock()` for the pass instead of one more per root, and so do
+/// the lockless walks kvm.ko starts inside its own section
+/// ([`CallerRcu`]).
+pub(crate) struct InRcu<'g>(PhantomData<&'g ()>);
+
+/// An RCU read-side section that is held while a value of the type lives.
+///
+/// # Safety
+///
+/// Implementors are only constructed inside such a section, and the
+/// section lasts at least until they are dropped.
+pub(crate) unsafe trait RcuSection {}
+
+// SAFETY: a guard holds its section until it is dropped.
+unsafe impl RcuSection for rcu::Guard {}
+
+/// The RCU read-side section kvm.ko holds around an entry that walks
+/// without `mmu_lock` (`kvm_tdp_mmu_walk_lockless_begin()` .. `_end()`).
+///
+/// # Invariants
+///
+/// The section lasts at least as long as the value, which stays on the
+/// stack of the entry (it is neither `Send` nor `Clone`).
+pub(crate) struct CallerRcu(PhantomData<*mut ()>);
+
+impl CallerRcu {
+    /// # Safety
+    ///
+    /// The caller is inside an RCU read-side section that lasts until the
+    /// returned value is dropped.
+    pub(crate) unsafe fn assume() -> Self {
+        // INVARIANT: by the function's safety requirement.
+        CallerRcu(PhantomData)
+    }
+}
+
+// SAFETY: by the type invariant.
+unsafe impl RcuSection for CallerRcu {}
 
 /// [`Walk::cond_resched`] asks whether a task or a writer waits at every
 /// `RESCHED_INTERVAL`-th step, not at every step as the C MMU does: the
@@ -1137,7 +1173,7 @@ impl<'a> Walk<'a, InRcu<'a>> {
     /// caller's RCU section `rcu`, in which the caller found `root`.
     pub(crate) fn in_rcu(
         kvm: &'a Kvm,
-        _rcu: &'a rcu::Guard,
+        _rcu: &'a impl RcuSection,
         root: Sp,
         min_level: Level,
         start: u64,
@@ -1698,12 +1734,16 @@ unsafe extern "C" fn get_walk(
 ) -> c_int {
     // SAFETY: see above.
     let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    // SAFETY: kvm.ko calls the entry inside
+    // kvm_tdp_mmu_walk_lockless_begin() .. _end(), an RCU read-side
+    // section that outlasts this function.
+    let rcu = unsafe { CallerRcu::assume() };
     // SAFETY: `root_level` is writable.
     unsafe { *root_level = vcpu.root_level() };
     // SAFETY: `sptes` has room for one SPTE per level
     // (PT64_ROOT_MAX_LEVEL + 1), indexed by level.
     let sptes = unsafe { core::slice::from_raw_parts_mut(sptes, Level::MAX.get() as usize + 1) };
-    crate::walk::get_walk(vcpu, addr, sptes)
+    crate::walk::get_walk(vcpu, &rcu, addr, sptes)
 }
 
 unsafe extern "C" fn invalidate_start(kvm: *mut bindings::kvm) {
@@ -1744,7 +1784,9 @@ unsafe extern "C" fn fast_pf_get_last_sptep(
     // SAFETY: see above; the caller is in kvm_tdp_mmu_walk_lockless_begin(),
     // an RCU read-side section that keeps the returned SPTE alive.
     let vcpu = unsafe { Vcpu::from_raw(vcpu) };
-    match crate::walk::last_spte(vcpu, gfn) {
+    // SAFETY: as above.
+    let rcu = unsafe { CallerRcu::assume() };
+    match crate::walk::last_spte(vcpu, &rcu, gfn) {
         Some((sptep, value)) => {
             // SAFETY: `spte` is writable.
             unsafe { *spte = value.0 };

@@ -4,23 +4,24 @@
 //! way to one address, for MMIO fault checks and for the fast page fault.
 //!
 //! The caller is in an RCU read-side section
-//! (`kvm_tdp_mmu_walk_lockless_begin()`), which keeps every table reached
-//! alive until it ends; SPTEs may change meanwhile, so the values are
+//! (`kvm_tdp_mmu_walk_lockless_begin()`, a [`CallerRcu`]), which keeps
+//! every table reached alive until it ends; the walks run inside it rather
+//! than take one more. SPTEs may change meanwhile, so the values are
 //! snapshots.
 
-use crate::kvm::{Sptep, Vcpu, Walk};
+use crate::kvm::{CallerRcu, Sptep, Vcpu, Walk};
 use crate::level::Level;
 use crate::spte::Spte;
 
 /// Record in `sptes[level]` each SPTE on the way to `addr`; returns the
 /// lowest level reached, or -1 when the vCPU has no root.
-pub(crate) fn get_walk(vcpu: &Vcpu, addr: u64, sptes: &mut [u64]) -> i32 {
+pub(crate) fn get_walk(vcpu: &Vcpu, rcu: &CallerRcu, addr: u64, sptes: &mut [u64]) -> i32 {
     let Some(root) = vcpu.root() else {
         return -1;
     };
     let gfn = addr >> 12;
     let mut leaf = -1;
-    let mut walk = Walk::new(vcpu.kvm(), root, Level::PG_4K, gfn, gfn + 1);
+    let mut walk = Walk::in_rcu(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
     while walk.valid() {
         let level = walk.level().get() as usize;
         leaf = level as i32;
@@ -34,10 +35,10 @@ pub(crate) fn get_walk(vcpu: &Vcpu, addr: u64, sptes: &mut [u64]) -> i32 {
 
 /// The last SPTE on the way to `gfn` in the vCPU's direct root, and its
 /// value; `None` when no walk was possible.
-pub(crate) fn last_spte(vcpu: &Vcpu, gfn: u64) -> Option<(Sptep, Spte)> {
+pub(crate) fn last_spte(vcpu: &Vcpu, rcu: &CallerRcu, gfn: u64) -> Option<(Sptep, Spte)> {
     let root = vcpu.root()?;
     let mut last = None;
-    let mut walk = Walk::new(vcpu.kvm(), root, Level::PG_4K, gfn, gfn + 1);
+    let mut walk = Walk::in_rcu(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
     while walk.valid() {
         last = Some((walk.sptep(), walk.old_spte()));
         walk.next();
