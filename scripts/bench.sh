@@ -19,8 +19,11 @@ rc=0
 bash "$RTDP_ROOT/scripts/vm.sh" bench "$out/initramfs.cpio.gz" "$out" 2>"$out/guest.log" || rc=$?
 csv="$out/bench.csv"
 echo "benchmark,phase,column,rep,seconds" >"$csv"
-awk -v csv="$csv" -v plot="$out/ratios.dat" -f "$RTDP_ROOT/scripts/bench-report.awk" \
-	"$out/report.log" | tee "$out/table.txt"
+rm -f "$out/scaling.txt"
+awk -v csv="$csv" -v plot="$out/ratios.dat" -v scale="$out/scaling.txt" \
+	-f "$RTDP_ROOT/scripts/bench-report.awk" "$out/report.log" | tee "$out/table.txt"
+# How populate grows with the VM's memory (entries populate_<N>M).
+[ -s "$out/scaling.txt" ] && tee -a "$out/table.txt" <"$out/scaling.txt"
 # The ratios as a picture: one bar per measurable phase, 1.0 marked.
 png="$out/ratios.png"
 if [ -s "$out/ratios.dat" ]; then

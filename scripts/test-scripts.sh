@@ -207,4 +207,32 @@ else
 	fail "profile report: functions, user space, per-operation counts" "$(tr '\n' '|' <"$tmp/profile.txt")"
 fi
 
+# The bench report: medians over repetitions, Rust/C, the geometric mean
+# over phases whose C median is at least 50 ms, and populate_<N>M entries
+# divided by their 4 KiB pages.
+printf '%s\n' \
+	'bench demand_paging c 0 2.0 Total guest execution time' \
+	'bench demand_paging rust 0 1.0 Total guest execution time' \
+	'bench demand_paging c 1 3.0 Total guest execution time' \
+	'bench demand_paging rust 1 2.0 Total guest execution time' \
+	'bench demand_paging c 2 4.0 Total guest execution time' \
+	'bench demand_paging rust 2 9.0 Total guest execution time' \
+	'bench tiny c 0 0.010 Clear time' \
+	'bench tiny rust 0 0.030 Clear time' \
+	'bench populate_1M c 0 0.256 Total guest execution time' \
+	'bench populate_1M rust 0 0.128 Total guest execution time' |
+	awk -v csv="$tmp/bench.csv" -v plot="$tmp/bench.dat" -v scale="$tmp/scale.txt" \
+		-f "$here/bench-report.awk" >"$tmp/bench.txt"
+# demand_paging: medians 3.0 and 2.0 (0.67); tiny: below 50 ms, no mean;
+# populate_1M: 0.5; geometric mean sqrt(0.6667 * 0.5) = 0.577; 256 pages:
+# 1000 and 500 us per page.
+if grep -qE '^demand_paging +Total guest execution time +3\.000 \[2\.000-4\.000\] +2\.000 \[1\.000-9\.000\] +0\.67$' "$tmp/bench.txt" &&
+	grep -q 'over the 2 phases with C >= 50 ms: 0.577$' "$tmp/bench.txt" &&
+	grep -qE '^1 MiB +1000\.000 +500\.000 +0\.50$' "$tmp/scale.txt" &&
+	[ "$(wc -l <"$tmp/bench.dat")" = 2 ]; then
+	pass "bench report: medians, ratio, geometric mean, cost per page"
+else
+	fail "bench report: medians, ratio, geometric mean, cost per page" "$(cat "$tmp/bench.txt" "$tmp/scale.txt" 2>&1 | tr '\n' '|')"
+fi
+
 exit $failed
