@@ -843,6 +843,7 @@ impl Reclaimer {
     }
 
     /// The accounting, for statistics and the budget.
+    #[inline]
     pub(crate) fn accounting(&self) -> &reclaim::Reclaim<RECLAIM_SLOTS> {
         &self.core
     }
@@ -1139,6 +1140,7 @@ unsafe impl RcuSection for CallerRcu {}
 /// a few thousand instructions later than on C.
 const RESCHED_INTERVAL: u8 = 8;
 
+#[inline]
 fn start_iter(root: Sp, min_level: Level, start: u64) -> TdpIter<KernelTables> {
     TdpIter::start(
         &KernelTables,
@@ -1260,6 +1262,7 @@ impl<'a> Walk<'a> {
     /// the walk has not waited at this position yet. Checked before every
     /// step, so a walk that removes at most one table per step never takes
     /// the VM over its budget.
+    #[inline]
     fn must_wait(&self) -> bool {
         self.waited_at != Some(self.iter.next_last_level_gfn())
             && self.kvm.state().reclaim.accounting().over_budget()
@@ -1269,13 +1272,26 @@ impl<'a> Walk<'a> {
     /// TLBs first when `flush`; when the VM is over its reclaim budget, wait
     /// for a grace period with the lock dropped. True when it yielded: the
     /// caller moves on with [`Walk::next`], which re-walks from the root.
+    ///
+    /// Inline: the common answer, no, costs a countdown and the budget
+    /// check; asking C and yielding are out of line.
+    #[inline]
     pub(crate) fn cond_resched(&mut self, flush: bool, how: MmuLock) -> bool {
-        let wait = self.must_wait();
-        if !wait {
+        if !self.must_wait() {
+            // Cannot wrap: reset to `RESCHED_INTERVAL` whenever it hits 0.
             self.resched_countdown -= 1;
             if self.resched_countdown != 0 {
                 return false;
             }
+        }
+        self.cond_resched_slow(flush, how)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn cond_resched_slow(&mut self, flush: bool, how: MmuLock) -> bool {
+        let wait = self.must_wait();
+        if !wait {
             self.resched_countdown = RESCHED_INTERVAL;
             if !self.need_resched() {
                 return false;

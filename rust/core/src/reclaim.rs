@@ -184,6 +184,7 @@ impl<const SLOTS: usize> Reclaim<SLOTS> {
 
     /// Whether a path that may sleep must wait for a grace period before it
     /// removes more tables.
+    #[inline]
     pub fn over_budget(&self) -> bool {
         self.pending.load(Ordering::Relaxed) >= self.budget.load(Ordering::Relaxed)
     }
