@@ -17,6 +17,11 @@ function median(list,    n, a, i, j, t) {
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 
+BEGIN { print "benchmark,phase,column,rep,seconds" >csv }
+
+# The guest's serial console ends lines with CR LF.
+{ sub(/\r$/, "") }
+
 $1 == "bench" {
 	phase = $6
 	for (i = 7; i <= NF; i++) phase = phase " " $i

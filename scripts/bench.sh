@@ -18,7 +18,6 @@ bash "$RTDP_ROOT/scripts/guest-image.sh" "$out/initramfs.cpio.gz"
 rc=0
 bash "$RTDP_ROOT/scripts/vm.sh" bench "$out/initramfs.cpio.gz" "$out" 2>"$out/guest.log" || rc=$?
 csv="$out/bench.csv"
-echo "benchmark,phase,column,rep,seconds" >"$csv"
 rm -f "$out/scaling.txt"
 awk -v csv="$csv" -v plot="$out/ratios.dat" -v scale="$out/scaling.txt" \
 	-f "$RTDP_ROOT/scripts/bench-report.awk" "$out/report.log" | tee "$out/table.txt"

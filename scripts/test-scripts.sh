@@ -220,7 +220,7 @@ printf '%s\n' \
 	'bench tiny c 0 0.010 Clear time' \
 	'bench tiny rust 0 0.030 Clear time' \
 	'bench populate_1M c 0 0.256 Total guest execution time' \
-	'bench populate_1M rust 0 0.128 Total guest execution time' |
+	$'bench populate_1M rust 0 0.128 Total guest execution time\r' |
 	awk -v csv="$tmp/bench.csv" -v plot="$tmp/bench.dat" -v scale="$tmp/scale.txt" \
 		-f "$here/bench-report.awk" >"$tmp/bench.txt"
 # demand_paging: medians 3.0 and 2.0 (0.67); tiny: below 50 ms, no mean;
@@ -229,7 +229,9 @@ printf '%s\n' \
 if grep -qE '^demand_paging +Total guest execution time +3\.000 \[2\.000-4\.000\] +2\.000 \[1\.000-9\.000\] +0\.67$' "$tmp/bench.txt" &&
 	grep -q 'over the 2 phases with C >= 50 ms: 0.577$' "$tmp/bench.txt" &&
 	grep -qE '^1 MiB +1000\.000 +500\.000 +0\.50$' "$tmp/scale.txt" &&
-	[ "$(wc -l <"$tmp/bench.dat")" = 2 ]; then
+	[ "$(wc -l <"$tmp/bench.dat")" = 2 ] &&
+	[ "$(head -1 "$tmp/bench.csv")" = benchmark,phase,column,rep,seconds ] &&
+	grep -qx 'populate_1M,Total guest execution time,rust,0,0.128' "$tmp/bench.csv"; then
 	pass "bench report: medians, ratio, geometric mean, cost per page"
 else
 	fail "bench report: medians, ratio, geometric mean, cost per page" "$(cat "$tmp/bench.txt" "$tmp/scale.txt" 2>&1 | tr '\n' '|')"
