@@ -25,6 +25,10 @@ BEGIN { print "benchmark,phase,column,rep,seconds" >csv }
 $1 == "bench" {
 	phase = $6
 	for (i = 7; i <= NF; i++) phase = phase " " $i
+	# A phase a test reports twice in one run (access_tracking marks
+	# memory idle twice) is two phases: the second is "... (2)".
+	if (++occurrence[$2, $3, $4, phase] > 1)
+		phase = phase " (" occurrence[$2, $3, $4, phase] ")"
 	key = $2 SUBSEP phase
 	if (!(key in seen)) { seen[key] = 1; order[n++] = key }
 	v[key, $3] = v[key, $3] " " $5

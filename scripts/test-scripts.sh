@@ -218,6 +218,7 @@ printf '%s\n' \
 	'bench demand_paging c 2 4.0 Total guest execution time' \
 	'bench demand_paging rust 2 9.0 Total guest execution time' \
 	'bench tiny c 0 0.010 Clear time' \
+	'bench tiny c 0 0.020 Clear time' \
 	'bench tiny rust 0 0.030 Clear time' \
 	'bench populate_1M c 0 0.256 Total guest execution time' \
 	$'bench populate_1M rust 0 0.128 Total guest execution time\r' |
@@ -231,7 +232,8 @@ if grep -qE '^demand_paging +Total guest execution time +3\.000 \[2\.000-4\.000\
 	grep -qE '^1 MiB +1000\.000 +500\.000 +0\.50$' "$tmp/scale.txt" &&
 	[ "$(wc -l <"$tmp/bench.dat")" = 2 ] &&
 	[ "$(head -1 "$tmp/bench.csv")" = benchmark,phase,column,rep,seconds ] &&
-	grep -qx 'populate_1M,Total guest execution time,rust,0,0.128' "$tmp/bench.csv"; then
+	grep -qx 'populate_1M,Total guest execution time,rust,0,0.128' "$tmp/bench.csv" &&
+	grep -qx 'tiny,Clear time (2),c,0,0.020' "$tmp/bench.csv"; then
 	pass "bench report: medians, ratio, geometric mean, cost per page"
 else
 	fail "bench report: medians, ratio, geometric mean, cost per page" "$(cat "$tmp/bench.txt" "$tmp/scale.txt" 2>&1 | tr '\n' '|')"
