@@ -81,6 +81,7 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
 /// level.
 fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult {
     let kvm = vcpu.kvm();
+    let stats = kvm.state().stats.of_vcpu(vcpu);
     let sp = Sp::of_table(walk.sptep().table());
     let level = walk.level();
     let old = walk.old_spte();
@@ -93,10 +94,7 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
         && old.is_leaf(level)
         && (fault.prefetch() || !vcpu.permission_fault(old, fault))
     {
-        kvm.state()
-            .stats
-            .of_vcpu(vcpu)
-            .count(Counter::FaultsSpurious);
+        stats.count(Counter::FaultsSpurious);
         return PfResult::Spurious;
     }
 
@@ -106,7 +104,6 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
         fault.make_spte(vcpu, sp, walk.gfn(), old)
     };
 
-    let stats = kvm.state().stats.of_vcpu(vcpu);
     let mut ret = PfResult::Fixed;
     if new == old {
         ret = PfResult::Spurious;

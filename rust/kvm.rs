@@ -1069,7 +1069,7 @@ impl iter::Tables for KernelTables {
 /// # Invariants
 ///
 /// An RCU read-side section is held whenever the iterator may read a table
-/// (`rcu.0` is `Some`, or the caller's guard is borrowed for `'a`), and the
+/// (`rcu.guard` is `Some`, or the caller's guard is borrowed for `'a`), and the
 /// iterator is marked yielded whenever the section was released since the
 /// last step.
 pub(crate) struct Walk<'a, R = OwnRcu> {
@@ -1077,6 +1077,13 @@ pub(crate) struct Walk<'a, R = OwnRcu> {
     iter: TdpIter<KernelTables>,
     end: u64,
     rcu: R,
+}
+
+/// The RCU section of a [`Walk`] that owns it, and what the walk needs to
+/// yield it.
+pub(crate) struct OwnRcu {
+    /// `None` only while the walk has released the section to yield.
+    guard: Option<rcu::Guard>,
     /// Where the walk last waited for a grace period because of the
     /// reclaim budget: it takes a step before it waits again.
     waited_at: Option<u64>,
@@ -1084,10 +1091,6 @@ pub(crate) struct Walk<'a, R = OwnRcu> {
     /// and the lock (see [`RESCHED_INTERVAL`]).
     resched_countdown: u8,
 }
-
-/// The RCU section of a [`Walk`] that owns it; `None` only while the walk
-/// has released it to yield.
-pub(crate) struct OwnRcu(Option<rcu::Guard>);
 
 /// The RCU section of a [`Walk`] inside its caller's: borrowed for `'g`,
 /// so the walk has no way to end it, and none of the methods that yield.
@@ -1163,9 +1166,11 @@ impl<'a> Walk<'a> {
             kvm,
             iter: start_iter(root, min_level, start),
             end,
-            rcu: OwnRcu(Some(rcu)),
-            waited_at: None,
-            resched_countdown: RESCHED_INTERVAL,
+            rcu: OwnRcu {
+                guard: Some(rcu),
+                waited_at: None,
+                resched_countdown: RESCHED_INTERVAL,
+            },
         }
     }
 }
@@ -1187,8 +1192,6 @@ impl<'a> Walk<'a, InRcu<'a>> {
             iter: start_iter(root, min_level, start),
             end,
             rcu: InRcu(PhantomData),
-            waited_at: None,
-            resched_countdown: RESCHED_INTERVAL,
         }
     }
 }
@@ -1264,7 +1267,7 @@ impl<'a> Walk<'a> {
     /// the VM over its budget.
     #[inline]
     fn must_wait(&self) -> bool {
-        self.waited_at != Some(self.iter.next_last_level_gfn())
+        self.rcu.waited_at != Some(self.iter.next_last_level_gfn())
             && self.kvm.state().reclaim.accounting().over_budget()
     }
 
@@ -1279,8 +1282,8 @@ impl<'a> Walk<'a> {
     pub(crate) fn cond_resched(&mut self, flush: bool, how: MmuLock) -> bool {
         if !self.must_wait() {
             // Cannot wrap: reset to `RESCHED_INTERVAL` whenever it hits 0.
-            self.resched_countdown -= 1;
-            if self.resched_countdown != 0 {
+            self.rcu.resched_countdown -= 1;
+            if self.rcu.resched_countdown != 0 {
                 return false;
             }
         }
@@ -1292,7 +1295,7 @@ impl<'a> Walk<'a> {
     fn cond_resched_slow(&mut self, flush: bool, how: MmuLock) -> bool {
         let wait = self.must_wait();
         if !wait {
-            self.resched_countdown = RESCHED_INTERVAL;
+            self.rcu.resched_countdown = RESCHED_INTERVAL;
             if !self.need_resched() {
                 return false;
             }
@@ -1315,13 +1318,13 @@ impl<'a> Walk<'a> {
     pub(crate) fn with_lock_dropped<T>(&mut self, how: MmuLock, f: impl FnOnce() -> T) -> T {
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
-        drop(self.rcu.0.take());
+        drop(self.rcu.guard.take());
         // The walk's caller holds `mmu_lock` as `how` (its entry's
         // contract), and the walk restarts from the root afterwards.
         // SAFETY: held as `how`; nothing read under the lock is used
         // again; the RCU section just ended.
         let result = unsafe { self.kvm.with_mmu_lock_dropped(how, f) };
-        self.rcu.0 = Some(rcu::read_lock());
+        self.rcu.guard = Some(rcu::read_lock());
         result
     }
 
@@ -1330,20 +1333,20 @@ impl<'a> Walk<'a> {
             self.kvm.flush_remote_tlbs();
         }
         if wait {
-            self.waited_at = Some(self.iter.next_last_level_gfn());
+            self.rcu.waited_at = Some(self.iter.next_last_level_gfn());
             let reclaim = &self.kvm.state().reclaim;
             self.with_lock_dropped(how, || reclaim.wait_for_grace_period());
             return;
         }
         // INVARIANT: marked yielded before the section ends.
         self.iter.set_yielded();
-        drop(self.rcu.0.take());
+        drop(self.rcu.guard.take());
         // The walk's caller holds `mmu_lock` as `how` (its entry's
         // contract), and the walk re-walks from the root after this.
         // SAFETY: held as `how`; nothing read under the lock is used
         // again; the RCU section just ended.
         unsafe { self.kvm.cond_resched_mmu_lock(how) };
-        self.rcu.0 = Some(rcu::read_lock());
+        self.rcu.guard = Some(rcu::read_lock());
     }
 }
 
