@@ -19,8 +19,29 @@ if [ "$qrc" -eq 137 ]; then
 elif [ -z "$status" ]; then
 	problem="guest stopped without reporting (crash or panic; QEMU exit $qrc)"
 fi
-if grep -qE 'Oops|BUG:|WARNING:|Kernel panic|general protection fault' "$console"; then
-	problem="${problem:+$problem; }kernel reported an oops, BUG or WARNING"
+# What the kernel and its checkers print when they find something. Most
+# reports start with one of the first group (KASAN and KFENCE: "BUG: KASAN:",
+# lockdep and RCU lockdep: "WARNING: ...", sleeping in atomic context: "BUG:
+# sleeping function", DEBUG_LIST and debug objects: WARN); the rest have
+# their own form.
+reports=(
+	'Oops' 'BUG:' 'WARNING:' 'Kernel panic' 'general protection fault'
+	# SLUB consistency checks: "BUG kmalloc-64 (Not tainted): Poison overwritten"
+	'BUG [^ ]+ \((Not t|T)ainted[^)]*\)'
+	'UBSAN:'
+	# explicit kmemleak scans log "kmemleak: 2 new suspected memory leaks"
+	'kmemleak: [0-9]+ new suspected memory leak'
+	'rcu: INFO: .*detected stalls?'
+	'suspicious RCU usage'
+	'ODEBUG:'
+	'list_(add|del) corruption'
+	'INFO: task .* blocked for more than'
+	# lockdep gives up after its first report or when its tables fill up
+	'turning off the locking correctness validator'
+)
+pattern=$(IFS='|'; echo "${reports[*]}")
+if first=$(grep -m1 -E "$pattern" "$console"); then
+	problem="${problem:+$problem; }kernel reported a problem: ${first:0:160}"
 fi
 if [ -n "$problem" ]; then
 	echo "not ok guest # $problem" >>"$report"
