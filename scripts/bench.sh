@@ -11,6 +11,9 @@
 #                       instruction count); "none": multi-threaded TCG, guest
 #                       time is host time
 source "$(dirname "$0")/common.sh"
+# Numbers come from the kernel distributions build (scripts/kernel.config),
+# never from the debug one.
+export RTDP_KERNEL_FLAVOUR=perf
 out="$RTDP_CACHE/runs/bench"
 mkdir -p "$out"
 t0=$SECONDS

@@ -7,6 +7,9 @@
 #
 #   RTDP_PROFILE_TOP   rows shown (default 30)
 source "$(dirname "$0")/common.sh"
+# Numbers come from the kernel distributions build (scripts/kernel.config),
+# never from the debug one.
+export RTDP_KERNEL_FLAVOUR=perf
 eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
 list="$RTDP_ROOT/selftests/profile.list"
 name=${1:-$(awk '!/^[[:space:]]*(#|$)/ { print $1; exit }' "$list")}

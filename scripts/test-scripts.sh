@@ -185,6 +185,59 @@ else
 		"ok=$v_ok fail=$v_fail crash=$v_crash hang=$v_hang warn=$v_warn; $crash_line; $hang_line"
 fi
 
+# 11. Every checker's report fails a run that otherwise passed; a debug
+# kernel's usual boot messages do not.
+canned=(
+	'BUG: KASAN: slab-use-after-free in kvm_rtdp::zap::zap_root+0x1d/0x80 [kvm_rtdp]'
+	'WARNING: possible circular locking dependency detected'
+	'WARNING: suspicious RCU usage'
+	'[    7.1] =============================\n[    7.1] suspicious RCU usage. 7.3.4-rtdp-debug'
+	'BUG: sleeping function called from invalid context at mm/slub.c:4117'
+	'rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:'
+	'rcu: INFO: rcu_preempt self-detected stall on CPU'
+	'list_add corruption. prev->next should be next (ffff888100), but was 0000000000000000.'
+	'ODEBUG: free active (active state 1) object: ffff88810 object type: rcu_head hint: 0x0'
+	'BUG kmalloc-64 (Not tainted): Poison overwritten'
+	'BUG kvm_mmu_page_header (Tainted: G        W  O): Object already free'
+	'UBSAN: shift-out-of-bounds in arch/x86/kvm/mmu/mmu.c:3400:9'
+	'kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)'
+	'INFO: task rtdp_load_stre:117 blocked for more than 120 seconds.'
+	'turning off the locking correctness validator.'
+	'Oops: general protection fault, probably for non-canonical address 0xdffffc0000000001'
+)
+missed=
+for c in "${canned[@]}"; do
+	verdict "[    3.2] booted\n[    9.9] $c\n" 'ok x\nrtdp-exit: 0\n' 0 && missed+="[$c] "
+done
+benign='[    0.0] KernelAddressSanitizer initialized (generic)\n'
+benign+='[    0.1] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar\n'
+benign+='[    0.2] kmemleak: Kernel memory leak detector initialized (mem pool available: 15719)\n'
+benign+='[    0.3] Linux version 7.3.4-rtdp-debug (clang version 19.1.7)\n'
+verdict "$benign" 'ok x\nrtdp-exit: 0\n' 0 || missed+="[benign boot messages failed the run] "
+if [ -z "$missed" ]; then
+	pass "guest verdict: every checker report fails the run (${#canned[@]} canned logs)"
+else
+	fail "guest verdict: every checker report fails the run (${#canned[@]} canned logs)" "missed: $missed"
+fi
+
+# 12. The debug kernel asks for its checkers; a later fragment wins.
+opts_perf=$(bash "$here/kernel.sh" options 2>&1)
+opts_debug=$(RTDP_KERNEL_FLAVOUR=debug bash "$here/kernel.sh" options 2>&1)
+want=(CONFIG_PROVE_LOCKING=y CONFIG_PROVE_RCU=y CONFIG_KASAN=y CONFIG_DEBUG_KMEMLEAK=y
+	CONFIG_FAILSLAB=y CONFIG_FAIL_PAGE_ALLOC=y CONFIG_KVM_PROVE_MMU=y
+	CONFIG_RUST_DEBUG_ASSERTIONS=y 'CONFIG_LOCALVERSION="-rtdp-debug"')
+lack=
+for o in "${want[@]}"; do
+	grep -qxF "$o" <<<"$opts_debug" || lack+="$o "
+done
+if [ -z "$lack" ] && grep -qx CONFIG_PROVE_LOCKING=n <<<"$opts_perf" &&
+	[ "$(grep -c '^CONFIG_PROVE_LOCKING=' <<<"$opts_debug")" = 1 ] &&
+	! grep -q LOCALVERSION <<<"$opts_perf" && grep -qx CONFIG_RUST=y <<<"$opts_debug"; then
+	pass "kernel flavours: debug fragment over the perf one"
+else
+	fail "kernel flavours: debug fragment over the perf one" "debug lacks: $lack"
+fi
+
 # The profile report: blocks are charged to the function whose symbol
 # precedes them (a module symbol after vmlinux's), user-space blocks to one
 # row, and every count is divided by the operations of the run.

@@ -12,12 +12,20 @@ mode=$1
 initrd=$2
 outdir=$3
 
+# The debug kernel (RTDP_KERNEL_FLAVOUR=debug) needs room for KASAN's shadow
+# (1/8 of RAM) and kmemleak's metadata, and time: its tests' timeouts are
+# multiplied by RTDP_VM_TSCALE.
+if [ "$RTDP_FLAVOUR" = debug ]; then
+	RTDP_VM_MEM=${RTDP_VM_MEM:-6G}
+	RTDP_VM_TSCALE=${RTDP_VM_TSCALE:-3}
+fi
 RTDP_VM_MEM=${RTDP_VM_MEM:-4G}
 RTDP_VM_CPUS=${RTDP_VM_CPUS:-2}
+RTDP_VM_TSCALE=${RTDP_VM_TSCALE:-1}
 # Whole-VM limit: the per-test timeouts of the plan, per column, plus boot
 # and slack.
-limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 == "both" ? 2 : 1) } END { print t + 180 }' \
-	"$RTDP_ROOT/selftests/vm-tests.list")
+limit=$(awk -v s="$RTDP_VM_TSCALE" '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 == "both" ? 2 : 1) }
+	END { print t * s + 180 * s }' "$RTDP_ROOT/selftests/vm-tests.list")
 # The benchmark runs under -icount by default: guest time follows the
 # instruction count, so the host's load does not move the numbers. icount
 # needs one TCG thread, and the guest gets one vCPU there: with two, the
@@ -25,7 +33,7 @@ limit=$(awk '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 == "both" ? 2 : 1) } END { pr
 # dirty_log_perf_test did not finish in 300 s of guest time.
 # RTDP_BENCH_ICOUNT=none runs multi-threaded TCG with RTDP_VM_CPUS vCPUs.
 accel=(-accel tcg,thread=multi)
-append=
+append=" rtdp.tscale=$RTDP_VM_TSCALE"
 if [ "$mode" = bench ]; then
 	reps=${RTDP_BENCH_REPS:-3}
 	limit=$(awk -v r="$reps" '!/^[[:space:]]*(#|$)/ { t += 2 * $2 } END { print t * r + 300 }' \
@@ -35,7 +43,7 @@ if [ "$mode" = bench ]; then
 		accel=(-accel tcg,thread=single -icount "$icount")
 		RTDP_VM_CPUS=1
 	fi
-	append=" rtdp.reps=$reps"
+	append+=" rtdp.reps=$reps"
 fi
 # `make profile`: the same deterministic clock as the benchmark, and the
 # insn-count plugin (built by scripts/profile.sh) writing its snapshots to
@@ -45,7 +53,7 @@ if [ "$mode" = profile ]; then
 	accel=(-accel tcg,thread=single -icount shift=3,sleep=off
 		-plugin "$RTDP_PROFILE_PLUGIN,out=$outdir/counts")
 	RTDP_VM_CPUS=1
-	append=" rtdp.profile=$RTDP_PROFILE_NAME"
+	append+=" rtdp.profile=$RTDP_PROFILE_NAME"
 fi
 
 mkdir -p "$outdir"
@@ -54,7 +62,7 @@ report="$outdir/report.log"
 : >"$console"
 : >"$report"
 
-log "booting guest (mode $mode, $RTDP_VM_CPUS vCPUs, $RTDP_VM_MEM, limit ${limit}s)"
+log "booting the $RTDP_FLAVOUR kernel (mode $mode, $RTDP_VM_CPUS vCPUs, $RTDP_VM_MEM, limit ${limit}s)"
 timeout -s KILL "$limit" qemu-system-x86_64 \
 	"${accel[@]}" -cpu max -smp "$RTDP_VM_CPUS" -m "$RTDP_VM_MEM" \
 	-display none -monitor none -no-reboot \
