@@ -151,6 +151,7 @@ pub(crate) fn set_shared_at(
     old: &mut Spte,
     new: Spte,
 ) -> Result<(), Busy> {
+    kvm.assert_mmu_lock(MmuLock::Shared);
     let sp = Sp::of_table(sptep.table());
     let expected = *old;
 
@@ -179,6 +180,7 @@ pub(crate) fn set_shared_at(
 
 /// Set the SPTE under `walk` to `new` holding `mmu_lock` for write.
 pub(crate) fn set_exclusive(kvm: &Kvm, walk: &mut Walk<'_>, new: Spte) {
+    kvm.assert_mmu_lock(MmuLock::Exclusive);
     let old = walk.old_spte();
     if kernel::warn_on!(old.is_frozen() || new.is_frozen()) {
         return;

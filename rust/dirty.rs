@@ -50,6 +50,7 @@ fn min_level_of(min_level: i32) -> Option<Level> {
 /// maps `slot`, in every valid root. Returns whether any changed (a TLB
 /// flush is due).
 pub(crate) fn wrprot_slot(kvm: &Kvm, slot: &Memslot, min_level: i32) -> bool {
+    kvm.assert_mmu_lock(MmuLock::Shared);
     let Some(min_level) = min_level_of(min_level) else {
         return false;
     };
@@ -63,6 +64,7 @@ pub(crate) fn wrprot_slot(kvm: &Kvm, slot: &Memslot, min_level: i32) -> bool {
 /// Make every leaf SPTE mapping `slot` clean: clear its Dirty bit, or its
 /// Writable bit where the tree write-protects, in every valid root.
 pub(crate) fn clear_dirty_slot(kvm: &Kvm, slot: &Memslot) {
+    kvm.assert_mmu_lock(MmuLock::Shared);
     let masks = kvm.state().masks;
     for root in Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id())) {
         let bit = Spte::dirty_bit(&masks, kvm.need_write_protect(root));
@@ -118,6 +120,7 @@ fn clear_bit_in(kvm: &Kvm, root: Sp, slot: &Memslot, min_level: Level, bit: u64)
 /// KiB SPTE and are skipped (huge pages were split before dirty logging,
 /// or are write-protected as a whole by `wrprot_slot`).
 pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u64, wrprot: bool) {
+    kvm.assert_mmu_lock(MmuLock::Exclusive);
     let masks = kvm.state().masks;
     let mut cleared = 0;
     roots::for_each_valid_locked(kvm, slot.as_id(), |root| {
@@ -156,6 +159,7 @@ pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u
 /// it writable again, after KVM's write tracking allows it). Holds
 /// `mmu_lock` for write. Returns whether any changed (a TLB flush is due).
 pub(crate) fn write_protect_gfn(kvm: &Kvm, slot: &Memslot, gfn: u64, min_level: i32) -> bool {
+    kvm.assert_mmu_lock(MmuLock::Exclusive);
     let Some(min_level) = min_level_of(min_level) else {
         return false;
     };

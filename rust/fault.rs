@@ -18,6 +18,9 @@ use crate::vm::Counter;
 /// Handle `fault` of `vcpu` on its current root.
 pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
     let kvm = vcpu.kvm();
+    // kvm.ko maps with mmu_lock held for read; every SPTE change below is
+    // an atomic exchange that relies on it.
+    kvm.assert_mmu_lock(MmuLock::Shared);
     let stats = kvm.state().stats.of_vcpu(vcpu);
     let Some(root) = vcpu.root() else {
         kernel::warn_on!(true);

@@ -59,6 +59,7 @@ pub(crate) fn try_split(
     target_level: i32,
     how: MmuLock,
 ) {
+    kvm.assert_mmu_lock(how);
     let target = u8::try_from(target_level).ok().and_then(Level::new);
     let Some(min_level) = target.and_then(Level::upper) else {
         kernel::warn_on!(true);
@@ -158,6 +159,7 @@ fn first_leaf(kvm: &Kvm, parent: &Walk<'_>) -> FirstLeaf {
 /// every valid root: each table that could be a huge page is replaced by
 /// one. Holds `mmu_lock` for read.
 pub(crate) fn recover(kvm: &Kvm, slot: &Memslot) {
+    kvm.assert_mmu_lock(MmuLock::Shared);
     // Dirty logging needs the small pages; kvm.ko recovers only after it.
     if kernel::warn_on!(slot.dirty_logging()) {
         return;

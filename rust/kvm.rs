@@ -347,6 +347,37 @@ impl Kvm {
         self.mmu_lock().needbreak()
     }
 
+    /// Warn, through lockdep, unless this task holds `mmu_lock` as `how`:
+    /// `kvm_lockdep_assert_mmu_lock_held()` of the C TDP MMU. Compiles to
+    /// nothing without `CONFIG_LOCKDEP`.
+    #[inline]
+    pub(crate) fn assert_mmu_lock(&self, how: MmuLock) {
+        match how {
+            MmuLock::Shared => self.mmu_lock().assert_held_read(),
+            MmuLock::Exclusive => self.mmu_lock().assert_held_write(),
+        }
+    }
+
+    /// Warn, through lockdep, unless this task holds `mmu_lock` for read
+    /// or for write.
+    #[inline]
+    pub(crate) fn assert_mmu_lock_held(&self) {
+        self.mmu_lock().assert_held();
+    }
+
+    /// Whether nobody but this task can reach the VM's roots: it has no
+    /// users left (its last reference was put) or never had a vCPU (an
+    /// error path of KVM_CREATE_VM). The C TDP MMU waives its lock
+    /// assertion in `kvm_tdp_mmu_invalidate_roots()` for such VMs.
+    fn unreachable(&self) -> bool {
+        // SAFETY: `users_count` and `created_vcpus` are fields of a valid
+        // VM; a racy read can only miss a waiver.
+        unsafe {
+            read_refcount(&raw const (*self.raw()).users_count) == 0
+                || core::ptr::read_volatile(&raw const (*self.raw()).created_vcpus) == 0
+        }
+    }
+
     /// Take `mmu_lock` as `how`, for entries that kvm.ko calls without it.
     pub(crate) fn lock_mmu(&self, how: MmuLock) -> MmuLockGuard<'_> {
         match how {
@@ -367,6 +398,7 @@ impl Kvm {
     /// The caller holds `mmu_lock` as `how`, relies on nothing it protects
     /// across the call, and is outside RCU read-side sections.
     unsafe fn cond_resched_mmu_lock(&self, how: MmuLock) {
+        self.assert_mmu_lock(how);
         // SAFETY: the caller's guarantees.
         unsafe {
             match how {
@@ -383,6 +415,7 @@ impl Kvm {
     ///
     /// As for [`Kvm::cond_resched_mmu_lock`].
     unsafe fn with_mmu_lock_dropped<T>(&self, how: MmuLock, f: impl FnOnce() -> T) -> T {
+        self.assert_mmu_lock(how);
         let lock = self.mmu_lock_raw();
         // SAFETY: the caller holds the lock as `how` and relies on nothing
         // it protects until it is taken again.
@@ -438,12 +471,30 @@ impl Kvm {
         Some(unsafe { Sp::from_link(next) })
     }
 
-    /// Every root on the list, for a holder of `mmu_lock` for write (or of
-    /// a quiescent VM): the list cannot change under it.
-    pub(crate) fn for_each_root_locked(&self, mut f: impl FnMut(Sp)) {
+    /// Every root on the list, for a holder of `mmu_lock` for write, or of
+    /// a VM nobody else can reach (see [`Kvm::unreachable`]): the list
+    /// cannot change under it, and lockdep is asked to confirm that the
+    /// lock is held (`for_each_tdp_mmu_root()` and
+    /// `kvm_tdp_mmu_invalidate_roots()` of the C TDP MMU).
+    pub(crate) fn for_each_root_exclusive(&self, f: impl FnMut(Sp)) {
+        if !self.unreachable() {
+            self.assert_mmu_lock(MmuLock::Exclusive);
+        }
+        // SAFETY: the list cannot change (see above).
+        unsafe { self.for_each_root_stable(f) };
+    }
+
+    /// Every root on the list.
+    ///
+    /// # Safety
+    ///
+    /// The list cannot change during the call: the caller holds
+    /// `mmu_lock` for write or the pages lock, or nobody else can reach
+    /// the VM.
+    unsafe fn for_each_root_stable(&self, mut f: impl FnMut(Sp)) {
         let head = self.roots_head();
-        // SAFETY: the list is stable (see above); every entry is the `link`
-        // of a kvm_mmu_page.
+        // SAFETY: the list is stable (the caller's guarantee); every entry
+        // is the `link` of a kvm_mmu_page.
         unsafe {
             let mut pos = (*head).next;
             while pos != head {
@@ -474,6 +525,13 @@ pub(crate) struct PagesGuard<'a> {
 }
 
 impl PagesGuard<'_> {
+    /// Every root on the list: list writers hold the pages lock, so the
+    /// list cannot change under the guard.
+    pub(crate) fn for_each_root(&self, f: impl FnMut(Sp)) {
+        // SAFETY: the pages lock is held for the guard's life.
+        unsafe { self.kvm.for_each_root_stable(f) };
+    }
+
     /// Put `root` on the VM's root list.
     pub(crate) fn add_root(&self, root: Sp) {
         // SAFETY: the pages lock serializes list writers; `root` is a fresh
@@ -1126,6 +1184,8 @@ impl CallerRcu {
     /// The caller is inside an RCU read-side section that lasts until the
     /// returned value is dropped.
     pub(crate) unsafe fn assume() -> Self {
+        // What the caller promises, as far as lockdep can tell.
+        rcu::assert_read_lock_held();
         // INVARIANT: by the function's safety requirement.
         CallerRcu(PhantomData)
     }

@@ -77,6 +77,9 @@ impl Iterator for Roots<'_> {
     type Item = Sp;
 
     fn next(&mut self) -> Option<Sp> {
+        // Every user walks the roots it gets under mmu_lock, in either
+        // mode, as `tdp_mmu_next_root()` asserts.
+        self.kvm.assert_mmu_lock_held();
         // `held` is still on the list: we hold a reference to it.
         let (types, as_id) = (self.types, self.as_id);
         let next = find_root(self.kvm, self.held, |root| {
@@ -102,7 +105,7 @@ impl Drop for Roots<'_> {
 /// `mmu_lock` for write: no reference is taken, as the list cannot change
 /// and no root can be freed under that lock. `f` must not drop the lock.
 pub(crate) fn for_each_valid_locked(kvm: &Kvm, as_id: i32, mut f: impl FnMut(Sp)) {
-    kvm.for_each_root_locked(|root| {
+    kvm.for_each_root_exclusive(|root| {
         if matches(root, RootTypes::DIRECT) && root.as_id() == as_id {
             f(root);
         }
@@ -128,7 +131,7 @@ pub(crate) fn alloc_root(vcpu: &Vcpu, mirror: bool) {
             // Again under the pages lock: another vCPU may have added it.
             // A valid root on the list always has the TDP MMU's reference.
             let mut found = None;
-            kvm.for_each_root_locked(|root| {
+            pages.for_each_root(|root| {
                 if found.is_none()
                     && root.role_word() == role.word()
                     && !kernel::warn_on!(!root.try_get_root())
@@ -169,7 +172,7 @@ pub(crate) fn invalidate_roots(kvm: &Kvm, types: RootTypes) {
     } else {
         types
     };
-    kvm.for_each_root_locked(|root| {
+    kvm.for_each_root_exclusive(|root| {
         if matches(root, types) && !root.is_invalid() {
             root.set_scheduled_to_zap(true);
             root.set_invalid();

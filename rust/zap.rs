@@ -20,6 +20,7 @@ use crate::vm::Counter;
 /// emptied, which keeps the VM within its reclaim budget (`Walk::finish`
 /// leaves room for the root itself).
 pub(crate) fn zap_root(kvm: &Kvm, root: Sp, how: MmuLock) {
+    kvm.assert_mmu_lock(how);
     kernel::warn_on!(root.root_refs() == 0);
     for level in [Level::PG_4K, Level::PG_2M, Level::PG_1G, root.level()] {
         if level <= root.level() {
@@ -63,6 +64,7 @@ fn zap_leafs_in(
     can_yield: bool,
     mut flush: bool,
 ) -> bool {
+    kvm.assert_mmu_lock(MmuLock::Exclusive);
     let end = end.min(max_gfn_exclusive());
     let mut walk = Walk::new(kvm, root, Level::PG_4K, start, end);
     let mut zapped = 0;
@@ -86,6 +88,7 @@ fn zap_leafs_in(
 
 /// Zap the leaf SPTEs in `[start, end)` of every valid root.
 pub(crate) fn zap_leafs(kvm: &Kvm, start: u64, end: u64, mut flush: bool) -> bool {
+    kvm.assert_mmu_lock(MmuLock::Exclusive);
     for root in Roots::new(kvm, RootTypes::VALID, None) {
         flush = zap_leafs_in(kvm, root, start, end, true, flush);
     }
@@ -128,6 +131,7 @@ pub(crate) fn unmap_gfn_range(kvm: &Kvm, range: &GfnRange, mut flush: bool) -> b
 /// Zap every direct root, invalid ones included. No TLB flush: this runs
 /// only when no vCPU can enter the guest again.
 pub(crate) fn zap_all(kvm: &Kvm) {
+    kvm.assert_mmu_lock(MmuLock::Exclusive);
     let types = RootTypes::DIRECT.union(RootTypes::INVALID);
     for root in Roots::new(kvm, types, None) {
         zap_root(kvm, root, MmuLock::Exclusive);
@@ -146,6 +150,7 @@ fn points_to(spte: Spte, level: Level, sp: Sp) -> bool {
 /// (`crate::pages`). Returns whether it was zapped: not if its SPTE no
 /// longer points to it (zapped, replaced, or frozen meanwhile).
 pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, sp: Sp) -> bool {
+    kvm.assert_mmu_lock(MmuLock::Shared);
     if kernel::warn_on!(!sp.is_tdp_mmu_page()) {
         return false;
     }
