@@ -2,9 +2,13 @@
 # check.sh: everything `make check` runs, one KTAP report, one closing line.
 #
 #   host     cargo test of rust/core, tests of these scripts, checkpatch
-#   build    kernel (cached), kvm_rtdp.ko, selftests, initramfs
-#   guest    KUnit suites of kvm_rtdp, the selftests of selftests/vm-tests.list,
-#            module unload; an oops, panic or hang fails the run
+#   build    kernel (cached), kvm_rtdp.ko, selftests, initramfs; for the debug
+#            kernel, then for the perf kernel
+#   guest    debug kernel: KUnit suites of kvm_rtdp, the selftests of
+#            selftests/vm-tests.list in both columns, module unload, kmemleak
+#            after each column, lockdep still on; perf kernel: `make run`'s
+#            workload. An oops, a checker's report, a panic or a hang fails
+#            the run
 #
 # The report is printed on stdout and kept in $RTDP_CACHE/runs/check/.
 # Exit status is non-zero when anything failed or could not run.
@@ -76,50 +80,73 @@ log "host: script tests"
 bash "$RTDP_ROOT/scripts/test-scripts.sh" >>"$RTDP_RESULTS" 2>"$out/test-scripts.log" ||
 	grep -q '^not ok' "$RTDP_RESULTS" || record "not ok" "script tests" "see $out/test-scripts.log"
 
-# --- build
-bash "$RTDP_ROOT/scripts/kernel.sh" build || fatal "build kernel" "see the messages above"
-record ok "build kernel"
-eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
+# --- build and guest, once per kernel (scripts/kernel.sh):
+#   debug  lockdep, KASAN, kmemleak: the whole plan in both columns
+#   perf   the kernel `make run` and `make bench` use: `make run`'s workload
+# RTDP_CHECK_KERNELS narrows this (e.g. "perf": the plan on the perf kernel).
+kernels=${RTDP_CHECK_KERNELS:-debug perf}
+first=1
+for flavour in $kernels; do
+	export RTDP_KERNEL_FLAVOUR=$flavour
+	case "$kernels" in *" "*) sfx=" ($flavour)" ;; *) sfx= ;; esac
+	case "$flavour" in
+	debug) mode=check ;;
+	perf) mode=$([ "$kernels" = perf ] && echo check || echo run) ;;
+	*) fatal "RTDP_CHECK_KERNELS" "unknown kernel $flavour: want debug, perf" ;;
+	esac
+	tk=$SECONDS
+	bash "$RTDP_ROOT/scripts/kernel.sh" build || fatal "build kernel$sfx" "see the messages above"
+	record ok "build kernel$sfx" "$((SECONDS - tk)) s"
+	eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
 
-log "host: checkpatch --strict on patches/ and selftests/"
-checkpatch() { # checkpatch NAME ARGS...
-	local name=$1 cp_out
-	shift
-	# FILE_PATH_CHANGES asks whether MAINTAINERS needs a new file; ours are
-	# all under arch/x86/include/asm/kvm* or arch/x86/kvm/, which the KVM/x86
-	# entry already covers.
-	if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q \
-		--ignore FILE_PATH_CHANGES "$@" 2>&1); then
-		record ok "checkpatch $name"
-	else
-		record "not ok" "checkpatch $name" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
+	if [ $first = 1 ]; then
+		first=0
+		log "host: checkpatch --strict on patches/ and selftests/"
+		checkpatch() { # checkpatch NAME ARGS...
+			local name=$1 cp_out
+			shift
+			# FILE_PATH_CHANGES asks whether MAINTAINERS needs a new file;
+			# ours are all under arch/x86/include/asm/kvm* or
+			# arch/x86/kvm/, which the KVM/x86 entry already covers.
+			if cp_out=$(perl "$RTDP_WORK/scripts/checkpatch.pl" --strict --no-tree -q \
+				--ignore FILE_PATH_CHANGES "$@" 2>&1); then
+				record ok "checkpatch $name"
+			else
+				record "not ok" "checkpatch $name" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
+			fi
+		}
+		for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
+			checkpatch "$p" "$RTDP_ROOT/patches/$p"
+		done
+		for f in "$RTDP_ROOT"/selftests/*.[ch] "$RTDP_ROOT"/selftests/modules/*.c; do
+			checkpatch "${f#"$RTDP_ROOT"/}" -f "$f"
+		done
 	fi
-}
-for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
-	checkpatch "$p" "$RTDP_ROOT/patches/$p"
-done
-for f in "$RTDP_ROOT"/selftests/*.[ch] "$RTDP_ROOT"/selftests/modules/*.c; do
-	checkpatch "${f#"$RTDP_ROOT"/}" -f "$f"
-done
 
-ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko" "see the messages above"
-record ok "build kvm_rtdp.ko"
-bash "$RTDP_ROOT/scripts/kernel.sh" selftests || fatal "build selftests" "see the messages above"
-record ok "build selftests"
-bash "$RTDP_ROOT/scripts/initramfs.sh" "$out/initramfs.cpio.gz" "$ko" ||
-	fatal "build initramfs" "see the messages above"
-# The same inputs must give the same archive, byte for byte.
-bash "$RTDP_ROOT/scripts/initramfs.sh" "$out/initramfs-again.cpio.gz" "$ko" 2>/dev/null
-if cmp -s "$out/initramfs.cpio.gz" "$out/initramfs-again.cpio.gz"; then
-	record ok "build initramfs (reproducible)"
-else
-	record "not ok" "build initramfs (reproducible)" "two builds from the same inputs differ"
-fi
-rm -f "$out/initramfs-again.cpio.gz"
+	ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko$sfx" "see the messages above"
+	record ok "build kvm_rtdp.ko$sfx"
+	bash "$RTDP_ROOT/scripts/kernel.sh" selftests || fatal "build selftests" "see the messages above"
+	[ "$flavour" = "${kernels%% *}" ] && record ok "build selftests"
+	img="$out/$flavour/initramfs.cpio.gz"
+	bash "$RTDP_ROOT/scripts/initramfs.sh" "$img" "$ko" ||
+		fatal "build initramfs$sfx" "see the messages above"
+	# The same inputs must give the same archive, byte for byte.
+	bash "$RTDP_ROOT/scripts/initramfs.sh" "$img.again" "$ko" 2>/dev/null
+	if cmp -s "$img" "$img.again"; then
+		record ok "build initramfs$sfx (reproducible)"
+	else
+		record "not ok" "build initramfs$sfx (reproducible)" "two builds from the same inputs differ"
+	fi
+	rm -f "$img.again"
 
-# --- guest
-bash "$RTDP_ROOT/scripts/vm.sh" check "$out/initramfs.cpio.gz" "$out" || true
-grep -E '^(ok|not ok|skip) |^# ' "$out/report.log" | sed 's/^\(ok\|not ok\|skip\) /&guest /' >>"$RTDP_RESULTS"
-grep -q '^rtdp-exit: ' "$out/report.log" || grep -q '^not ok guest' "$out/report.log" ||
-	record "not ok" "guest" "no report from the guest"
+	tg=$SECONDS
+	bash "$RTDP_ROOT/scripts/vm.sh" $mode "$img" "$out/$flavour" || true
+	# Guest results are named guest[-flavour] NAME.
+	g=guest${sfx:+-$flavour}
+	grep -E '^(ok|not ok|skip) |^# ' "$out/$flavour/report.log" |
+		sed "s/^\(ok\|not ok\|skip\) /&$g /" >>"$RTDP_RESULTS"
+	grep -q '^rtdp-exit: ' "$out/$flavour/report.log" || grep -q '^not ok guest' "$out/$flavour/report.log" ||
+		record "not ok" "$g" "no report from the guest"
+	echo "# $flavour kernel: guest ($mode) took $((SECONDS - tg)) s" >>"$RTDP_RESULTS"
+done
 finish

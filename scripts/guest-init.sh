@@ -57,6 +57,55 @@ load() { # load name file
 }
 
 grep -qw svm /proc/cpuinfo || { result "not ok" "cpu has svm" "run QEMU with -cpu max"; finish; }
+
+# Per-test timeouts of the plan are multiplied by rtdp.tscale (the debug
+# kernel runs the same tests several times slower).
+tscale=1
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in rtdp.tscale=*) tscale=${arg#rtdp.tscale=} ;; esac
+done
+
+# The debug kernel (its release ends in -rtdp-debug) must have its checkers
+# on, or a clean run of it proves nothing.
+debug=0
+case "$(uname -r)" in *-rtdp-debug) debug=1 ;; esac
+KMEMLEAK=/sys/kernel/debug/kmemleak
+checkers() {
+	lockdep=off kasan=off kmemleak=off
+	grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats 2>/dev/null && lockdep=on
+	dmesg | grep -q 'KernelAddressSanitizer initialized' && kasan=on
+	[ -w $KMEMLEAK ] && kmemleak=on
+	say "# checkers: lockdep $lockdep, KASAN $kasan, kmemleak $kmemleak"
+	if [ $lockdep$kasan$kmemleak = ononon ]; then
+		result ok "debug kernel: lockdep, KASAN and kmemleak on"
+	else
+		result "not ok" "debug kernel: lockdep, KASAN and kmemleak on" \
+			"lockdep $lockdep, KASAN $kasan, kmemleak $kmemleak"
+	fi
+}
+# kmemleak reports an object only once it is 5 s old and unreferenced in two
+# scans: scan, wait, scan; any suspect fails. Reported objects are cleared,
+# so the next column answers for its own.
+leak_check() { # leak_check NAME
+	echo scan >$KMEMLEAK
+	sleep 6
+	echo scan >$KMEMLEAK
+	n=$(grep -c '^unreferenced object' $KMEMLEAK)
+	if [ "$n" -eq 0 ]; then
+		result ok "kmemleak: $1"
+	else
+		result "not ok" "kmemleak: $1" "$n suspected leaks"
+		head -n 40 $KMEMLEAK | sed 's/^/# | /' >&3
+	fi
+	echo clear >$KMEMLEAK
+}
+lockdep_still_on() {
+	if grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats; then
+		result ok "lockdep still on at the end"
+	else
+		result "not ok" "lockdep still on at the end" "it turned itself off: see the console"
+	fi
+}
 M=/lib/modules
 [ -f $M/irqbypass.ko ] && load irqbypass $M/irqbypass.ko
 load kvm $M/kvm.ko
@@ -115,6 +164,7 @@ run_test() { # run_test column name timeout cmd...
 	bin=$1
 	shift
 	log=/tmp/log/$col.${name##*/}.log
+	t=$((t * tscale))
 	(cd /tests && timeout -s KILL "$t" "./$bin" "$@") >"$log" 2>&1
 	rc=$?
 	secs=$(($(cut -d. -f1 /proc/uptime) - start))
@@ -179,8 +229,10 @@ run)
 	fi
 	;;
 check)
+	[ $debug = 1 ] && checkers
 	say "# C column: VMs on kvm.ko's TDP MMU (kvm.tdp_mmu_provider=$(provider))"
 	run_column c
+	[ $debug = 1 ] && leak_check "C column"
 	load_rtdp
 	say "# Rust column: VMs bound to kvm_rtdp"
 	run_column rust
@@ -189,6 +241,10 @@ check)
 		result ok "unload kvm_rtdp"
 	else
 		result "not ok" "unload kvm_rtdp" "$out"
+	fi
+	if [ $debug = 1 ]; then
+		leak_check "Rust column and unload"
+		lockdep_still_on
 	fi
 	;;
 bench)
