@@ -4,8 +4,9 @@
 #
 #   make run      build what is missing, boot the patched kernel in QEMU, run a
 #                 KVM guest workload on it and print what happened
-#   make check    host tests, builds, and the VM test run; prints a KTAP report
-#                 ending in `N passed, N failed, N skipped`
+#   make check [T="name ..."]  host tests, builds, and the VM test run;
+#                 prints a KTAP report ending in `N passed, N failed, N skipped`;
+#                 T runs only those entries of selftests/vm-tests.list
 #   make bench    C TDP MMU against kvm_rtdp in one boot under QEMU -icount:
 #                 median, spread and Rust/C ratio per phase, and a CSV
 #   make profile [P=name]  guest instructions per function, C and Rust side
@@ -24,7 +25,7 @@ run:
 	@bash $(S)/run.sh
 
 check:
-	@bash $(S)/check.sh
+	@$(if $(T),RTDP_TESTS="$(T)") bash $(S)/check.sh
 
 bench:
 	@bash $(S)/bench.sh

@@ -33,6 +33,13 @@ fatal() { # fatal NAME DETAIL: record a failure that stops the run
 	finish
 }
 
+# `make check T="name ..."`: only those plan entries, in the check-mode guest.
+want_tests=${RTDP_TESTS:-}
+if [ -n "$want_tests" ]; then
+	(rtdp_plan >/dev/null) || fatal "T=$want_tests" "not in selftests/vm-tests.list"
+	echo "# plan narrowed to: $(echo "$want_tests" | xargs)" >>"$RTDP_RESULTS"
+fi
+
 bash "$RTDP_ROOT/scripts/deps.sh" || fatal deps "dependencies could not be installed"
 
 # --- host
@@ -132,6 +139,10 @@ for flavour in $kernels; do
 		record ok "build selftests"
 	fi
 	img="$out/$flavour/initramfs.cpio.gz"
+	# T narrows the plan only where the plan runs; `make run`'s workload
+	# is its rtdp_smoke entry.
+	export RTDP_TESTS=
+	[ $mode = check ] && RTDP_TESTS=$want_tests
 	bash "$RTDP_ROOT/scripts/initramfs.sh" "$img" "$ko" ||
 		fatal "build initramfs$sfx" "see the messages above"
 	# The same inputs must give the same archive, byte for byte.

@@ -26,5 +26,22 @@ RTDP_JOBS=${RTDP_JOBS:-$(nproc)}
 # The kernel build wants Debian's rustc (rustup's has no rust-src) and LLVM 19.
 RTDP_KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc BINDGEN="$RTDP_CACHE/tools/bin/bindgen")
 
+# The guest's test plan: selftests/vm-tests.list, or only its entries named
+# in RTDP_TESTS (`make check T="name ..."`), in the plan's order. A name that
+# is not in the plan is an error, not an empty run.
+rtdp_plan() {
+	local plan="$RTDP_ROOT/selftests/vm-tests.list" t
+	if [ -z "${RTDP_TESTS:-}" ]; then
+		cat "$plan"
+		return
+	fi
+	for t in $RTDP_TESTS; do
+		awk -v t="$t" '$1 == t { found = 1 } END { exit !found }' "$plan" ||
+			die "T=$t: no such entry in selftests/vm-tests.list"
+	done
+	# shellcheck disable=SC2086
+	awk -v want=" $(echo $RTDP_TESTS) " '!/^[[:space:]]*(#|$)/ && index(want, " " $1 " ")' "$plan"
+}
+
 log() { printf '[rtdp] %s\n' "$*" >&2; }
 die() { printf '[rtdp] error: %s\n' "$*" >&2; exit 1; }

@@ -2,8 +2,9 @@
 # initramfs.sh OUT.cpio.gz KVM_RTDP_KO
 #
 # Build the test guest's initramfs: static busybox, /init, the kvm modules
-# and kvm_rtdp, the selftest binaries named in selftests/vm-tests.list, and that
-# list as /tests/plan. The archive is reproducible: sorted entries, fixed
+# and kvm_rtdp, the selftest binaries named in the test plan (rtdp_plan:
+# selftests/vm-tests.list, narrowed by RTDP_TESTS), and that plan as
+# /tests/plan. The archive is reproducible: sorted entries, fixed
 # owners and mtimes, gzip without a timestamp.
 source "$(dirname "$0")/common.sh"
 eval "$(bash "$RTDP_ROOT/scripts/kernel.sh" env)"
@@ -31,9 +32,9 @@ for m in kvm_rtdp_second rtdp_rcu_hold; do
 	cp "$(dirname "$ko")/../selftests/modules/$m.ko" "$root/lib/modules/"
 done
 
-plan="$RTDP_ROOT/selftests/vm-tests.list"
+plan="$root/tests/plan"
+rtdp_plan >"$plan"
 bench="$RTDP_ROOT/selftests/bench.list"
-cp "$plan" "$root/tests/plan"
 cp "$bench" "$root/tests/bench"
 profile="$RTDP_ROOT/selftests/profile.list"
 cp "$profile" "$root/tests/profile"

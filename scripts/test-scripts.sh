@@ -238,6 +238,18 @@ else
 	fail "kernel flavours: debug fragment over the perf one" "debug lacks: $lack"
 fi
 
+# 13. make check T=...: the plan narrowed to the named entries in the plan's
+# order; a name not in the plan is an error.
+plan() { (RTDP_TESTS="$1" bash -c 'source "$0/common.sh"; rtdp_plan' "$here") 2>&1; }
+narrowed=$(plan "nx_huge_pages_test rtdp_smoke" | awk '{ print $1 }' | tr '\n' ' ')
+full=$(plan "" | grep -cvE '^[[:space:]]*(#|$)')
+if [ "$narrowed" = "rtdp_smoke nx_huge_pages_test " ] && [ "$full" -ge 19 ] &&
+	! plan "rtdp_smoke bogus_test" >"$tmp/plan.out" && grep -q 'T=bogus_test: no such entry' "$tmp/plan.out"; then
+	pass "T= narrows the plan, refuses an unknown test"
+else
+	fail "T= narrows the plan, refuses an unknown test" "narrowed '$narrowed', full $full, $(cat "$tmp/plan.out")"
+fi
+
 # The profile report: blocks are charged to the function whose symbol
 # precedes them (a module symbol after vmlinux's), user-space blocks to one
 # row, and every count is divided by the operations of the run.
