@@ -773,6 +773,7 @@ impl Sp {
     pub(crate) fn free_unused(self) {
         // SAFETY: nobody else has seen the page.
         unsafe { bindings::kvm_tdp_mmu_provider_free_sp(self.raw()) };
+        TABLES.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Hand the page, which the caller unlinked and owns, to the VM's
@@ -799,7 +800,9 @@ impl SpareSp {
         // SAFETY: no requirement; the helper returns a page or NULL.
         let sp = unsafe { bindings::kvm_tdp_mmu_provider_alloc_split_sp() };
         // INVARIANT: a fresh allocation, owned by the result.
-        NonNull::new(sp).map(SpareSp)
+        let spare = NonNull::new(sp).map(SpareSp)?;
+        TABLES.fetch_add(1, Ordering::Relaxed);
+        Some(spare)
     }
 
     /// Initialize the page for the SPTE `parent`, which maps `gfn`, with
@@ -822,6 +825,7 @@ impl Drop for SpareSp {
     fn drop(&mut self) {
         // SAFETY: ours and never linked (type invariant).
         unsafe { bindings::kvm_tdp_mmu_provider_free_sp(self.0.as_ptr()) };
+        TABLES.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -829,6 +833,22 @@ impl Drop for SpareSp {
 /// have been at once (`kvm_rtdp/rcu`).
 static RCU_PENDING: AtomicU64 = AtomicU64::new(0);
 static RCU_PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// Page-table pages kvm_rtdp holds over all VMs: taken from a vCPU's memory
+/// caches or allocated for a split, and not freed yet, whether linked,
+/// spare or waiting for a grace period (`kvm_rtdp/tables`). Back to its
+/// value at load once every VM is gone: a page lost on an error path, or
+/// freed twice, shows here.
+static TABLES: AtomicU64 = AtomicU64::new(0);
+
+/// `kvm_rtdp/tables`: [`TABLES`].
+struct TablesFile;
+
+impl core::fmt::Debug for TablesFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "tables {}", TABLES.load(Ordering::Relaxed))
+    }
+}
 
 /// The contents of `kvm_rtdp/rcu`.
 struct RcuFile;
@@ -934,6 +954,7 @@ impl Reclaimer {
             unsafe { bindings::kvm_tdp_mmu_provider_free_sp(node as *mut _) }
         });
         RCU_PENDING.fetch_sub(count, Ordering::Relaxed);
+        TABLES.fetch_sub(count, Ordering::Relaxed);
         count
     }
 
@@ -1472,6 +1493,7 @@ impl Vcpu {
     /// `parent` (`None` for a root) mapping `gfn`, with `role`.
     pub(crate) fn alloc_sp(&self, parent: Option<Sptep>, gfn: u64, role: RootRole) -> Sp {
         let ptep = parent.map_or(core::ptr::null_mut(), Sptep::raw);
+        TABLES.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caches were topped up before the fault or root load;
         // the helper initializes the header for `ptep`.
         unsafe {
@@ -2114,6 +2136,8 @@ static DEBUGFS_ROOT: AtomicPtr<Dir> = AtomicPtr::new(core::ptr::null_mut());
 pub(crate) struct DebugfsRoot {
     /// `kvm_rtdp/rcu`: page tables waiting for a grace period, and the peak.
     _rcu: Pin<KBox<File<RcuFile>>>,
+    /// `kvm_rtdp/tables`: page-table pages held over all VMs.
+    _tables: Pin<KBox<File<TablesFile>>>,
 }
 
 impl DebugfsRoot {
@@ -2121,9 +2145,13 @@ impl DebugfsRoot {
     pub(crate) fn new() -> Result<Self> {
         let dir = KBox::new(Dir::new(c"kvm_rtdp"), GFP_KERNEL)?;
         let rcu = KBox::pin_init(dir.read_only_file(c"rcu", RcuFile), GFP_KERNEL)?;
+        let tables = KBox::pin_init(dir.read_only_file(c"tables", TablesFile), GFP_KERNEL)?;
         // INVARIANT: the box is published and owned until `drop`.
         DEBUGFS_ROOT.store(KBox::into_raw(dir), Ordering::Release);
-        Ok(DebugfsRoot { _rcu: rcu })
+        Ok(DebugfsRoot {
+            _rcu: rcu,
+            _tables: tables,
+        })
     }
 
     /// A handle to `kvm_rtdp/`, from an entry point of a bound VM.
