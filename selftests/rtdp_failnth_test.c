@@ -60,11 +60,11 @@
 #include "processor.h"
 #include "ucall_common.h"
 
+#include "rtdp_tiny_vm.h"
 #include "rtdp_util.h"
 
 #define DBG		"/sys/kernel/debug"
 #define TABLES		DBG "/kvm_rtdp/tables"
-#define RTDP_KO		"/lib/modules/kvm_rtdp.ko"
 
 struct range {
 	const char *name;
@@ -231,129 +231,13 @@ static void check_baseline(const struct baseline *want, const char *op, int n)
 		    op, n, now.refcnt, want->refcnt);
 }
 
-/* ---- the small VM: a 16-bit guest, code at 0, data at 0x10000 */
-
-#define TINY_DATA_GPA	0x10000
-#define TINY_SIZE	0x10000
-#define TINY_OUT	0x2000	/* the guest writes 0x1234 here ... */
-#define TINY_IN		0x3000	/* ... and copies this word to TINY_OUT + 2 */
-#define TINY_MAGIC	0x5678
-
-static const u8 tiny_code[] = {
-	0xb8, 0x34, 0x12,	/* mov $0x1234, %ax */
-	0xa3, 0x00, 0x20,	/* mov %ax, 0x2000 (%ds: the data slot) */
-	0xa1, 0x00, 0x30,	/* mov 0x3000, %ax */
-	0xa3, 0x02, 0x20,	/* mov %ax, 0x2002 */
-	0xf4,			/* hlt */
-};
-
-struct tiny {
-	int vm, vcpu;
-	struct kvm_run *run;
-	u8 *code, *data;
-};
-
-static int kvm_fd;
-static long run_size;
-
-static int set_slot(struct tiny *t, int slot, u64 gpa, void *hva, u64 size)
+/* "@op, allocation @n failed", for messages. */
+static const char *what(const char *op, int n)
 {
-	struct kvm_userspace_memory_region r = {
-		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
-		.userspace_addr = (u64)hva,
-	};
+	static char buf[64];
 
-	return ioctl(t->vm, KVM_SET_USER_MEMORY_REGION, &r) ? -errno : 0;
-}
-
-static void tiny_data(struct tiny *t)
-{
-	if (t->data)
-		munmap(t->data, TINY_SIZE);
-	t->data = mmap(NULL, TINY_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	TEST_ASSERT(t->data != MAP_FAILED, "mmap");
-	*(u16 *)(t->data + TINY_IN) = TINY_MAGIC;
-	TEST_ASSERT(!set_slot(t, 1, TINY_DATA_GPA, t->data, TINY_SIZE), "adding the data slot");
-}
-
-static void tiny_regs(struct tiny *t)
-{
-	struct kvm_sregs sregs;
-	struct kvm_regs regs = { .rflags = 2 };
-
-	TEST_ASSERT(!ioctl(t->vcpu, KVM_GET_SREGS, &sregs), "KVM_GET_SREGS");
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	sregs.ds.base = TINY_DATA_GPA;
-	sregs.ds.selector = TINY_DATA_GPA >> 4;
-	TEST_ASSERT(!ioctl(t->vcpu, KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
-	TEST_ASSERT(!ioctl(t->vcpu, KVM_SET_REGS, &regs), "KVM_SET_REGS");
-}
-
-/* Give the VM @vm its slots and a vCPU at the first instruction. */
-static void tiny_setup(struct tiny *t, int vm)
-{
-	memset(t, 0, sizeof(*t));
-	t->vm = vm;
-	t->code = mmap(NULL, TINY_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	TEST_ASSERT(t->code != MAP_FAILED, "mmap");
-	memcpy(t->code, tiny_code, sizeof(tiny_code));
-	TEST_ASSERT(!set_slot(t, 0, 0, t->code, TINY_SIZE), "adding the code slot");
-	tiny_data(t);
-	t->vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
-	TEST_ASSERT(t->vcpu >= 0, "KVM_CREATE_VCPU");
-	t->run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, t->vcpu, 0);
-	TEST_ASSERT(t->run != MAP_FAILED, "mmap kvm_run");
-	tiny_regs(t);
-}
-
-static void tiny_new(struct tiny *t)
-{
-	int vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
-
-	TEST_ASSERT(vm >= 0, "KVM_CREATE_VM");
-	tiny_setup(t, vm);
-}
-
-static int tiny_run_once(struct tiny *t)
-{
-	return ioctl(t->vcpu, KVM_RUN, NULL) ? -errno : 0;
-}
-
-/* The guest's words must be in the data slot. */
-static void tiny_check(struct tiny *t, const char *op, int n)
-{
-	TEST_ASSERT(*(u16 *)(t->data + TINY_OUT) == 0x1234 &&
-		    *(u16 *)(t->data + TINY_OUT + 2) == TINY_MAGIC,
-		    "%s, allocation %d failed: the guest's data is %#x %#x", op, n,
-		    *(u16 *)(t->data + TINY_OUT), *(u16 *)(t->data + TINY_OUT + 2));
-}
-
-/* Run to the hlt (unless the last KVM_RUN, which returned @r, got there). */
-static void tiny_finish(struct tiny *t, int r, const char *op, int n)
-{
-	if (r || t->run->exit_reason != KVM_EXIT_HLT) {
-		do {
-			r = tiny_run_once(t);
-		} while (r == -EINTR);
-	}
-	TEST_ASSERT(!r && t->run->exit_reason == KVM_EXIT_HLT,
-		    "%s, allocation %d failed: then KVM_RUN %d, exit %u, want hlt", op, n, r,
-		    t->run->exit_reason);
-	tiny_check(t, op, n);
-}
-
-static void tiny_free(struct tiny *t)
-{
-	if (t->run)
-		munmap(t->run, run_size);
-	if (t->vcpu > 0)
-		close(t->vcpu);
-	close(t->vm);
-	munmap(t->code, TINY_SIZE);
-	munmap(t->data, TINY_SIZE);
+	snprintf(buf, sizeof(buf), "%s, allocation %d failed", op, n);
+	return buf;
 }
 
 /* ---- the hugetlb VM (kvm_util) for dirty logging */
@@ -479,7 +363,7 @@ static void create_finish(struct ctx *c, int r, int n)
 		tiny_new(&c->t);	/* the next VM must be fine */
 	else
 		tiny_setup(&c->t, c->t.vm);
-	tiny_finish(&c->t, -EAGAIN, "create", n);
+	tiny_finish(&c->t, -EAGAIN, what("create", n));
 }
 
 static void tiny_setup_op(struct ctx *c)
@@ -499,7 +383,7 @@ static int run_call(struct ctx *c)
 
 static void run_finish(struct ctx *c, int r, int n)
 {
-	tiny_finish(&c->t, r, "run", n);
+	tiny_finish(&c->t, r, what("run", n));
 }
 
 static int prefault_call(struct ctx *c)
@@ -513,13 +397,13 @@ static void prefault_finish(struct ctx *c, int r, int n)
 {
 	/* Again, without injection; then the guest runs on what is mapped. */
 	TEST_ASSERT(!prefault_call(c), "prefault, allocation %d failed: then failed again", n);
-	tiny_finish(&c->t, -EAGAIN, "prefault", n);
+	tiny_finish(&c->t, -EAGAIN, what("prefault", n));
 }
 
 static void delete_setup(struct ctx *c)
 {
 	tiny_new(&c->t);
-	tiny_finish(&c->t, -EAGAIN, "delete (setup)", 0);
+	tiny_finish(&c->t, -EAGAIN, what("delete (setup)", 0));
 }
 
 static int delete_call(struct ctx *c)
@@ -532,7 +416,7 @@ static void delete_finish(struct ctx *c, int r, int n)
 {
 	tiny_data(&c->t);
 	tiny_regs(&c->t);
-	tiny_finish(&c->t, -EAGAIN, "delete", n);
+	tiny_finish(&c->t, -EAGAIN, what("delete", n));
 }
 
 static void log_setup(struct ctx *c)
@@ -560,51 +444,25 @@ static void log_teardown(struct ctx *c)
 	kvm_vm_free(c->l.vm);
 }
 
-static int load_module(void)
-{
-	int fd = open(RTDP_KO, O_RDONLY), r;
-
-	TEST_ASSERT(fd >= 0, "open %s", RTDP_KO);
-	r = syscall(SYS_finit_module, fd, "", 0) ? -errno : 0;
-	close(fd);
-	return r;
-}
-
-static void unload_module(void)
-{
-	TEST_ASSERT(!syscall(SYS_delete_module, "kvm_rtdp", O_NONBLOCK),
-		    "rmmod kvm_rtdp: %s", strerror(errno));
-}
-
-static bool provider_is_rtdp(void)
-{
-	char name[64] = "";
-	FILE *f = fopen("/sys/module/kvm/parameters/tdp_mmu_provider", "r");
-
-	TEST_ASSERT(f && fgets(name, sizeof(name), f), "reading tdp_mmu_provider");
-	fclose(f);
-	return !strcmp(name, "kvm_rtdp\n");
-}
-
 static int insmod_call(struct ctx *c)
 {
-	return load_module();
+	return rtdp_load_module();
 }
 
 /* A module that loaded serves VMs and unloads; one that did not left nothing. */
 static void insmod_finish(struct ctx *c, int r, int n)
 {
 	if (r) {
-		TEST_ASSERT(access("/sys/module/kvm_rtdp", F_OK) && !provider_is_rtdp(),
+		TEST_ASSERT(access("/sys/module/kvm_rtdp", F_OK) && !rtdp_is_provider(),
 			    "insmod, allocation %d failed: kvm_rtdp stayed registered", n);
 		return;
 	}
-	TEST_ASSERT(provider_is_rtdp(), "insmod, allocation %d failed: loaded but not registered",
+	TEST_ASSERT(rtdp_is_provider(), "insmod, allocation %d failed: loaded but not registered",
 		    n);
 	tiny_new(&c->t);
-	tiny_finish(&c->t, -EAGAIN, "insmod", n);
+	tiny_finish(&c->t, -EAGAIN, what("insmod", n));
 	tiny_free(&c->t);
-	unload_module();
+	rtdp_unload_module();
 }
 
 static const struct op ops[] = {
@@ -685,11 +543,9 @@ int main(void)
 	__TEST_REQUIRE(!access(DBG "/failslab", F_OK) && !access(DBG "/fail_page_alloc", F_OK),
 		       "no failslab/fail_page_alloc in debugfs (a kernel without fault injection)");
 	__TEST_REQUIRE(!access(TABLES, F_OK), "kvm_rtdp is not loaded (the C column)");
-	TEST_ASSERT(provider_is_rtdp(), "kvm_rtdp is loaded but is not the provider");
+	TEST_ASSERT(rtdp_is_provider(), "kvm_rtdp is loaded but is not the provider");
 
-	kvm_fd = open_kvm_dev_path_or_exit();
-	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	TEST_ASSERT(run_size > 0, "KVM_GET_VCPU_MMAP_SIZE");
+	tiny_open();
 	snprintf(path, sizeof(path), "/proc/self/task/%ld/fail-nth", syscall(SYS_gettid));
 	fail_nth_fd = open(path, O_RDWR);
 	TEST_ASSERT(fail_nth_fd >= 0, "open %s", path);
@@ -712,7 +568,7 @@ int main(void)
 	}
 
 	/* insmod: kvm_rtdp out first; it is back, uninjected, at the end. */
-	unload_module();
+	rtdp_unload_module();
 	modules = find_text("modules", NULL, NULL);
 	{
 		int n, e;
@@ -722,8 +578,8 @@ int main(void)
 		total += n;
 	}
 	restore_fault_attrs();
-	TEST_ASSERT(!load_module(), "insmod kvm_rtdp at the end");
-	TEST_ASSERT(provider_is_rtdp(), "kvm_rtdp back as the provider");
+	TEST_ASSERT(!rtdp_load_module(), "insmod kvm_rtdp at the end");
+	TEST_ASSERT(rtdp_is_provider(), "kvm_rtdp back as the provider");
 	printf("rtdp-report: fail-nth: %d allocations failed and survived (in brackets: calls\n",
 	       total);
 	printf("rtdp-report: that failed with the documented errno; the others succeeded)\n");

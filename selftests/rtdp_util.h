@@ -6,8 +6,11 @@
 #define SELFTEST_RTDP_UTIL_H
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kvm_util.h"
@@ -104,6 +107,44 @@ static inline long rtdp_sec_page_tables_kb(void)
 			break;
 	fclose(f);
 	return kb;
+}
+
+/* Where the test guest keeps kvm_rtdp's module. */
+#define RTDP_KO	"/lib/modules/kvm_rtdp.ko"
+
+/* insmod kvm_rtdp: 0 or -errno. */
+static inline int rtdp_load_module(void)
+{
+	int fd = open(RTDP_KO, O_RDONLY), r;
+
+	TEST_ASSERT(fd >= 0, "open %s", RTDP_KO);
+	r = syscall(SYS_finit_module, fd, "", 0) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/* rmmod kvm_rtdp, without waiting for its users: 0 or -errno. */
+static inline int __rtdp_unload_module(void)
+{
+	return syscall(SYS_delete_module, "kvm_rtdp", O_NONBLOCK) ? -errno : 0;
+}
+
+static inline void rtdp_unload_module(void)
+{
+	int r = __rtdp_unload_module();
+
+	TEST_ASSERT(!r, "rmmod kvm_rtdp: %s", strerror(-r));
+}
+
+/* Whether kvm_rtdp is the TDP MMU provider new VMs bind to. */
+static inline bool rtdp_is_provider(void)
+{
+	char name[64] = "";
+	FILE *f = fopen("/sys/module/kvm/parameters/tdp_mmu_provider", "r");
+
+	TEST_ASSERT(f && fgets(name, sizeof(name), f), "reading tdp_mmu_provider");
+	fclose(f);
+	return !strcmp(name, "kvm_rtdp\n");
 }
 
 #endif /* SELFTEST_RTDP_UTIL_H */
