@@ -145,39 +145,13 @@ static int transition(bool load)
 	return r;
 }
 
-static void write_str(const char *path, const char *val)
-{
-	FILE *f = fopen(path, "w");
-
-	TEST_ASSERT(f && fputs(val, f) >= 0, "writing %s", path);
-	fclose(f);
-}
-
-static void read_str(const char *path, char *buf, int size)
-{
-	FILE *f = fopen(path, "r");
-
-	TEST_ASSERT(f && fgets(buf, size, f), "reading %s", path);
-	fclose(f);
-	buf[strcspn(buf, "\n")] = 0;
-}
-
-static long read_num(const char *path, const char *fmt)
-{
-	long v = -1;
-	FILE *f = fopen(path, "r");
-
-	TEST_ASSERT(f && fscanf(f, fmt, &v) == 1, "parsing %s", path);
-	fclose(f);
-	return v;
-}
-
 int main(int argc, char *argv[])
 {
 	long cycles = 1000, refused = 0, unloaded_at_once = 0, i, live0, started0, hold;
 	long kvm_ref, rtdp_ref, tables, sec_kb;
 	int threads = 2, opt, r, j;
 	char printk[64], glob[128] = "";
+	bool kunit = !access(KUNIT_GLOB, F_OK);
 	pthread_t tids[MAX_THREADS];
 	struct counts total = {};
 
@@ -200,17 +174,17 @@ int main(int argc, char *argv[])
 	TEST_ASSERT(rtdp_is_provider(), "kvm_rtdp is loaded but is not the provider");
 	tiny_open();
 
-	kvm_ref = read_num("/sys/module/kvm/refcnt", "%ld");
-	rtdp_ref = read_num("/sys/module/kvm_rtdp/refcnt", "%ld");
-	tables = read_num("/sys/kernel/debug/kvm_rtdp/tables", "tables %ld");
+	kvm_ref = rtdp_read_long("/sys/module/kvm/refcnt", "%ld");
+	rtdp_ref = rtdp_read_long("/sys/module/kvm_rtdp/refcnt", "%ld");
+	tables = rtdp_read_long("/sys/kernel/debug/kvm_rtdp/tables", "tables %ld");
 	sec_kb = rtdp_sec_page_tables_kb();
 	TEST_ASSERT(rtdp_ref == 0, "kvm_rtdp has %ld users before the test", rtdp_ref);
 
-	read_str(PRINTK, printk, sizeof(printk));
-	write_str(PRINTK, "5");
-	if (!access(KUNIT_GLOB, F_OK)) {
-		read_str(KUNIT_GLOB, glob, sizeof(glob));
-		write_str(KUNIT_GLOB, "rtdp_load_stress_none");
+	rtdp_read_line(PRINTK, printk, sizeof(printk));
+	rtdp_write_file(PRINTK, "5");
+	if (kunit) {
+		rtdp_read_line(KUNIT_GLOB, glob, sizeof(glob));
+		rtdp_write_file(KUNIT_GLOB, "rtdp_load_stress_none");
 	}
 
 	rtdp_unload_module();
@@ -271,17 +245,17 @@ int main(int argc, char *argv[])
 	}
 
 	TEST_ASSERT(!rtdp_load_module(), "insmod kvm_rtdp at the end");
-	if (glob[0] || !access(KUNIT_GLOB, F_OK))
-		write_str(KUNIT_GLOB, glob[0] ? glob : "*.*");
-	write_str(PRINTK, printk);
+	if (kunit)
+		rtdp_write_file(KUNIT_GLOB, glob[0] ? glob : "*.*");
+	rtdp_write_file(PRINTK, printk);
 	TEST_ASSERT(rtdp_is_provider(), "kvm_rtdp is not the provider at the end");
 
-	TEST_ASSERT(read_num("/sys/module/kvm/refcnt", "%ld") == kvm_ref,
+	TEST_ASSERT(rtdp_read_long("/sys/module/kvm/refcnt", "%ld") == kvm_ref,
 		    "kvm.ko refcount %ld, %ld at the start",
-		    read_num("/sys/module/kvm/refcnt", "%ld"), kvm_ref);
-	TEST_ASSERT(read_num("/sys/module/kvm_rtdp/refcnt", "%ld") == 0,
+		    rtdp_read_long("/sys/module/kvm/refcnt", "%ld"), kvm_ref);
+	TEST_ASSERT(rtdp_read_long("/sys/module/kvm_rtdp/refcnt", "%ld") == 0,
 		    "kvm_rtdp has users with no VM left");
-	TEST_ASSERT(read_num("/sys/kernel/debug/kvm_rtdp/tables", "tables %ld") == tables,
+	TEST_ASSERT(rtdp_read_long("/sys/kernel/debug/kvm_rtdp/tables", "tables %ld") == tables,
 		    "kvm_rtdp/tables not back at %ld", tables);
 	TEST_ASSERT(rtdp_sec_page_tables_kb() == sec_kb, "SecPageTables %ld kB, %ld kB before",
 		    rtdp_sec_page_tables_kb(), sec_kb);

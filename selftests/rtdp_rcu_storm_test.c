@@ -82,24 +82,6 @@ static void *hold_rcu(void *arg)
 	return NULL;
 }
 
-static void read_line(const char *path, char *buf, size_t size)
-{
-	FILE *f = fopen(path, "r");
-
-	TEST_ASSERT(f && fgets(buf, size, f), "read %s", path);
-	fclose(f);
-	buf[strcspn(buf, "\n")] = 0;
-}
-
-static void write_line(const char *path, const char *value)
-{
-	FILE *f = fopen(path, "w");
-
-	TEST_ASSERT(f, "open %s", path);
-	fprintf(f, "%s\n", value);
-	TEST_ASSERT(!fclose(f), "write %s to %s", value, path);
-}
-
 static void write_budget(const char *dir, long budget)
 {
 	char path[256];
@@ -124,7 +106,7 @@ int main(void)
 	bool rust;
 
 	__TEST_REQUIRE(!access(HOLD_FILE, W_OK), "no " HOLD_FILE " (load rtdp_rcu_hold.ko)");
-	read_line(NX_PARAM, nx, sizeof(nx));
+	rtdp_read_line(NX_PARAM, nx, sizeof(nx));
 	__TEST_REQUIRE(strcmp(nx, "never"), "kvm.nx_huge_pages=never cannot be flipped");
 	base = rtdp_sec_page_tables_kb();
 	__TEST_REQUIRE(base >= 0, "no SecPageTables in /proc/meminfo");
@@ -146,7 +128,7 @@ int main(void)
 	pthread_create(&holder, NULL, hold_rcu, NULL);
 	usleep(200 * 1000);
 	zap_start = now_ms();
-	write_line(NX_PARAM, strcmp(nx, "N") ? "off" : "on");
+	rtdp_write_file(NX_PARAM, strcmp(nx, "N") ? "off" : "on");
 	zap_end = now_ms();
 	pthread_join(holder, NULL);
 	zapped = rtdp_sec_page_tables_kb();
@@ -161,8 +143,8 @@ int main(void)
 	}
 	rtdp_expect_ucall(vcpu, UCALL_DONE);
 	kvm_vm_free(vm);
-	write_line(NX_PARAM, strcmp(nx, "N") ? "on" : "off");
-	read_line(NX_PARAM, dir, sizeof(dir));
+	rtdp_write_file(NX_PARAM, strcmp(nx, "N") ? "on" : "off");
+	rtdp_read_line(NX_PARAM, dir, sizeof(dir));
 	TEST_ASSERT(!strcmp(dir, nx), "kvm.nx_huge_pages is %s, was %s", dir, nx);
 
 	printf("hold %.0f-%.0f ms, zap %.0f-%.0f ms (relative to the hold)\n", 0.0,

@@ -109,6 +109,38 @@ static inline long rtdp_sec_page_tables_kb(void)
 	return kb;
 }
 
+/* Write exactly @val to @path (no newline: string module parameters keep it). */
+static inline void rtdp_write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+
+	TEST_ASSERT(fd >= 0, "open %s", path);
+	TEST_ASSERT(write(fd, val, strlen(val)) == (ssize_t)strlen(val), "write %s to %s",
+		    val, path);
+	close(fd);
+}
+
+/* The first line of @path, without its newline. */
+static inline void rtdp_read_line(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+
+	TEST_ASSERT(f && fgets(buf, size, f), "read %s", path);
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+/* The number @fmt (one %ld conversion) reads from @path. */
+static inline long rtdp_read_long(const char *path, const char *fmt)
+{
+	long v = -1;
+	FILE *f = fopen(path, "r");
+
+	TEST_ASSERT(f && fscanf(f, fmt, &v) == 1, "parsing %s", path);
+	fclose(f);
+	return v;
+}
+
 /* Where the test guest keeps kvm_rtdp's module. */
 #define RTDP_KO	"/lib/modules/kvm_rtdp.ko"
 
