@@ -20,6 +20,7 @@ pub mod level;
 pub mod mmio_gen;
 pub mod reclaim;
 pub mod spte;
+pub mod stats;
 
 #[cfg(test)]
 mod test_rng;
