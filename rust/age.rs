@@ -14,12 +14,14 @@
 //! present and never touched. No TLB flush: the notifiers that age do not
 //! ask for one, and a stale TLB entry only makes a page look older.
 
+#![deny(unsafe_code)]
+
 use kernel::sync::rcu;
 
-use crate::kvm::{GfnRange, Kvm, RootTypes, Walk};
+use crate::kvm::{GfnRange, Kvm, RcuWalk, RootTypes};
 use crate::level::Level;
 use crate::roots;
-use crate::vm::Counter;
+use crate::stats::Counter;
 
 /// What an aging pass does with the young SPTEs it finds.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,7 @@ pub(crate) enum Aging {
 /// old.
 pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
     let masks = kvm.state().masks;
-    let stats = &kvm.state().stats;
+    let state = kvm.state();
     let mut young = false;
     let mut aged = 0;
     let rcu = rcu::read_lock();
@@ -46,7 +48,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
         if !roots::matches(root, RootTypes::DIRECT) || root.as_id() != range.as_id() {
             continue;
         }
-        let mut walk = Walk::in_rcu(kvm, &rcu, root, Level::PG_4K, range.start(), range.end());
+        let mut walk = RcuWalk::new(kvm, &rcu, root, Level::PG_4K, range.start(), range.end());
         while walk.valid() {
             let old = walk.old_spte();
             if old.is_present() && old.is_leaf(walk.level()) && old.is_accessed(&masks) {
@@ -71,7 +73,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
         }
     }
     if aged != 0 {
-        stats.add(Counter::SptesAged, aged);
+        state.add(Counter::SptesAged, aged);
     }
     young
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Changing an SPTE, and what a change entails: leaf statistics, and the
-//! teardown of the table a removed non-leaf SPTE pointed to.
+//! teardown of the table a removed non-leaf SPTE linked.
 //!
 //! # Invariants
 //!
@@ -14,28 +14,32 @@
 //! - Nobody but the freezer writes a frozen SPTE: both setters refuse a walk
 //!   positioned on one.
 //! - Every entry of a removed table ends frozen and the table is freed only
-//!   after an RCU grace period.
+//!   after an RCU grace period: the exchange that unlinks it hands it over
+//!   as a [`RemovedSp`], whose only way out is that.
+
+#![deny(unsafe_code)]
 
 use kernel::prelude::*;
 
-use crate::freeze;
-use crate::kvm::{Kvm, MmuLock, Sp, Sptep, Table, Walk};
+use crate::kvm::{MmuHeld, MmuRead, MmuWrite, RemovedSp, Replaced, Sp, Sptep, Walk};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::pages;
 use crate::spte::{Spte, FROZEN};
-use crate::vm::Counter;
+use crate::stats::Counter;
 
-/// The bookkeeping of the SPTE at `gfn` and `level` in `sp` changing from
-/// `old` to `new`, which has been written already (or is frozen for it).
-pub(crate) fn handle_changed(
-    kvm: &Kvm,
-    sp: Sp,
+/// The bookkeeping of the SPTE at `gfn` and `level` in `sp` changing to
+/// `new`, which has been written already (or is frozen for it), from what
+/// `replaced` says it held.
+fn handle_changed(
+    lock: &impl MmuHeld,
+    sp: Sp<'_>,
     gfn: u64,
-    old: Spte,
+    replaced: Replaced,
     new: Spte,
     level: Level,
-    how: MmuLock,
 ) {
+    let kvm = lock.kvm();
+    let Replaced { old, removed } = replaced;
     let was_present = old.is_present();
     let is_present = new.is_present();
     let was_leaf = was_present && old.is_leaf(level);
@@ -57,6 +61,11 @@ pub(crate) fn handle_changed(
             level.get()
         );
     }
+    // A table is only ever replaced by a leaf or by nothing.
+    kernel::warn_on!(was_present && !was_leaf && is_present && !is_leaf && pfn_changed);
+    if let Some(table) = removed {
+        remove_table(lock, table);
+    }
     if old == new {
         return;
     }
@@ -66,61 +75,48 @@ pub(crate) fn handle_changed(
         kernel::warn_on!(!kvm.is_mmio_spte(old) && !kvm.is_mmio_spte(new) && !new.is_frozen());
         return;
     }
-    if was_present && !was_leaf && (is_leaf || !is_present || kernel::warn_on!(pfn_changed)) {
-        remove_table(kvm, Table::child_of(old), how);
-    }
     if is_leaf != was_leaf {
         kvm.update_page_stats(level, if is_leaf { 1 } else { -1 });
     }
 }
 
-/// Tear down `table`, which its parent SPTE no longer points to and which
-/// the caller therefore owns: every entry is frozen for good, its change
-/// handled (recursively for subtables), and the table freed after a grace
-/// period, as lockless walkers may still be reading it.
-fn remove_table(kvm: &Kvm, table: Table, how: MmuLock) {
-    let sp = Sp::of_table(table);
+/// Tear down `table`, which its parent SPTE no longer links: every entry
+/// is frozen for good, its change handled (recursively for subtables), and
+/// the table freed after a grace period, as lockless walkers may still be
+/// reading it.
+fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
+    let kvm = lock.kvm();
+    let sp = table.sp();
     let level = sp.level();
     let base = sp.gfn();
+    let entries = sp.table();
 
     pages::unlinked(kvm, sp);
-    kvm.state().stats.count(Counter::TablesRemoved);
+    kvm.state().count(Counter::TablesRemoved);
 
     for i in 0..SPTE_ENT_PER_PAGE {
-        let sptep = table.sptep(i);
+        let sptep = entries.sptep(i);
         let gfn = base + i as u64 * level.pages();
-        let old = match how {
+        let replaced = match lock.exclusive() {
             // A fault may be in the middle of a freeze of this entry: wait
             // for it to finish, then take the entry.
-            MmuLock::Shared => freeze::freeze_removed(sptep.atomic(), core::hint::spin_loop),
-            MmuLock::Exclusive => {
+            None => sptep.freeze_removed(),
+            Some(write) => {
                 let old = sptep.read();
                 // Non-present entries have nothing to account, and nobody
                 // can make them present while mmu_lock is held for write.
                 if !old.is_present() {
                     continue;
                 }
-                // Written atomically all the same: the CPU may still set
-                // the Dirty bit through a cached upper-level entry.
-                write_exclusive(sptep, old, Spte(FROZEN), level)
+                // Written atomically all the same where the CPU may still
+                // set the Dirty bit through a cached upper-level entry.
+                sptep.write(write, old, Spte(FROZEN))
             }
         };
-        handle_changed(kvm, sp, gfn, old, Spte(FROZEN), level, how);
+        handle_changed(lock, sp, gfn, replaced, Spte(FROZEN), level);
     }
 
-    sp.free_after_grace_period(kvm);
-}
-
-/// Write `new` over `old` holding `mmu_lock` for write; the value replaced,
-/// which differs from `old` only in bits the CPU or the fast page fault set
-/// meanwhile.
-fn write_exclusive(sptep: Sptep, old: Spte, new: Spte, level: Level) -> Spte {
-    if Sptep::needs_atomic_update(old, level) {
-        sptep.xchg(new)
-    } else {
-        sptep.write(new);
-        old
-    }
+    table.free_after_grace_period(kvm);
 }
 
 /// The SPTE under `walk` changed under the caller: it must re-read and
@@ -131,82 +127,71 @@ pub(crate) struct Busy;
 /// Set the SPTE under `walk` to `new` holding `mmu_lock` for read, if it
 /// still holds the value the walk read. On [`Busy`] the walk holds the
 /// current value.
-pub(crate) fn set_shared(kvm: &Kvm, walk: &mut Walk<'_>, new: Spte) -> Result<(), Busy> {
+pub(crate) fn set_shared(lock: &MmuRead<'_>, walk: &mut Walk<'_>, new: Spte) -> Result<(), Busy> {
     let mut old = walk.old_spte();
-    let result = set_shared_at(kvm, walk.sptep(), walk.gfn(), walk.level(), &mut old, new);
+    let result = set_shared_at(lock, walk.sptep(), walk.gfn(), &mut old, new);
     if result.is_err() {
         walk.set_old_spte(old);
     }
     result
 }
 
-/// Set the SPTE at `sptep`, which maps `gfn` at `level`, from `*old` to
-/// `new` holding `mmu_lock` for read. On [`Busy`] `*old` is the current
-/// value.
+/// Set the SPTE at `sptep`, which maps `gfn`, from `*old` to `new` holding
+/// `mmu_lock` for read. On [`Busy`] `*old` is the current value.
 pub(crate) fn set_shared_at(
-    kvm: &Kvm,
-    sptep: Sptep,
+    lock: &MmuRead<'_>,
+    sptep: Sptep<'_>,
     gfn: u64,
-    level: Level,
     old: &mut Spte,
     new: Spte,
 ) -> Result<(), Busy> {
-    kvm.assert_mmu_lock(MmuLock::Shared);
-    let sp = Sp::of_table(sptep.table());
+    let level = sptep.level();
+    let sp = sptep.sp();
     let expected = *old;
 
     if kernel::warn_on!(expected.is_frozen() || new.is_frozen()) {
         return Err(Busy);
     }
 
-    if expected.is_present() && !expected.is_leaf(level) {
+    let result = if expected.is_present() && !expected.is_leaf(level) {
         // Removing or replacing a table: freeze first (see the module
         // invariants).
-        let frozen = freeze::freeze(sptep.atomic(), expected).map_err(|current| {
-            *old = current;
-            Busy
-        })?;
-        handle_changed(kvm, sp, gfn, expected, new, level, MmuLock::Shared);
-        frozen.finish(new);
+        sptep.replace_frozen(expected, new, |replaced| {
+            handle_changed(lock, sp, gfn, replaced, new, level)
+        })
     } else {
-        sptep.cmpxchg(expected, new).map_err(|current| {
-            *old = current;
-            Busy
-        })?;
-        handle_changed(kvm, sp, gfn, expected, new, level, MmuLock::Shared);
-    }
-    Ok(())
+        sptep
+            .cmpxchg(expected, new)
+            .map(|replaced| handle_changed(lock, sp, gfn, replaced, new, level))
+    };
+    result.map_err(|current| {
+        *old = current;
+        Busy
+    })
 }
 
 /// Set the SPTE under `walk` to `new` holding `mmu_lock` for write.
-pub(crate) fn set_exclusive(kvm: &Kvm, walk: &mut Walk<'_>, new: Spte) {
-    kvm.assert_mmu_lock(MmuLock::Exclusive);
+pub(crate) fn set_exclusive(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, new: Spte) {
     let old = walk.old_spte();
     if kernel::warn_on!(old.is_frozen() || new.is_frozen()) {
         return;
     }
-    let level = walk.level();
+    let (gfn, level) = (walk.gfn(), walk.level());
     let sptep = walk.sptep();
-    let old = write_exclusive(sptep, old, new, level);
+    let replaced = sptep.write(lock, old, new);
+    let old = replaced.old;
+    handle_changed(lock, sptep.sp(), gfn, replaced, new, level);
     walk.set_old_spte(old);
-    handle_changed(
-        kvm,
-        Sp::of_table(sptep.table()),
-        walk.gfn(),
-        old,
-        new,
-        level,
-        MmuLock::Exclusive,
-    );
 }
 
-/// Set the SPTE under `walk` to `new` with `mmu_lock` held as `how`.
-pub(crate) fn set(kvm: &Kvm, walk: &mut Walk<'_>, new: Spte, how: MmuLock) -> Result<(), Busy> {
-    match how {
-        MmuLock::Shared => set_shared(kvm, walk, new),
-        MmuLock::Exclusive => {
-            set_exclusive(kvm, walk, new);
-            Ok(())
-        }
+/// Set the SPTE under `walk` to `new` with `mmu_lock` held in either mode.
+pub(crate) fn set(lock: &impl MmuHeld, walk: &mut Walk<'_>, new: Spte) -> Result<(), Busy> {
+    if let Some(write) = lock.exclusive() {
+        set_exclusive(write, walk, new);
+        return Ok(());
+    }
+    match lock.shared() {
+        Some(read) => set_shared(read, walk, new),
+        None => Err(Busy),
     }
 }

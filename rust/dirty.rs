@@ -25,13 +25,15 @@
 //!
 //! [`Sptep::clear_bits`]: crate::kvm::Sptep::clear_bits
 
+#![deny(unsafe_code)]
+
 use crate::changes;
 use crate::dirty_log::GfnMask;
-use crate::kvm::{Kvm, Memslot, MmuLock, RootTypes, Sp, Walk};
+use crate::kvm::{Kvm, Memslot, MmuRead, MmuWrite, RootTypes, Sp, Walk};
 use crate::level::Level;
 use crate::roots::{self, Roots};
 use crate::spte::{Spte, WRITABLE};
-use crate::vm::Counter;
+use crate::stats::Counter;
 
 /// The lowest level at which `min_level` asks for write-protection, or
 /// `None` (a kvm.ko bug, reported) when it is above the largest huge page.
@@ -49,26 +51,31 @@ fn min_level_of(min_level: i32) -> Option<Level> {
 /// Clear the Writable bit of every leaf SPTE at or above `min_level` that
 /// maps `slot`, in every valid root. Returns whether any changed (a TLB
 /// flush is due).
-pub(crate) fn wrprot_slot(kvm: &Kvm, slot: &Memslot, min_level: i32) -> bool {
-    kvm.assert_mmu_lock(MmuLock::Shared);
+pub(crate) fn wrprot_slot(
+    kvm: &Kvm,
+    lock: &mut MmuRead<'_>,
+    slot: &Memslot,
+    min_level: i32,
+) -> bool {
     let Some(min_level) = min_level_of(min_level) else {
         return false;
     };
     let mut changed = false;
-    for root in Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id())) {
-        changed |= clear_bit_in(kvm, root, slot, min_level, WRITABLE);
+    let mut roots = Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id()));
+    while let Some(root) = roots.next(lock) {
+        changed |= clear_bit_in(kvm, lock, root, slot, min_level, WRITABLE);
     }
     changed
 }
 
 /// Make every leaf SPTE mapping `slot` clean: clear its Dirty bit, or its
 /// Writable bit where the tree write-protects, in every valid root.
-pub(crate) fn clear_dirty_slot(kvm: &Kvm, slot: &Memslot) {
-    kvm.assert_mmu_lock(MmuLock::Shared);
+pub(crate) fn clear_dirty_slot(kvm: &Kvm, lock: &mut MmuRead<'_>, slot: &Memslot) {
     let masks = kvm.state().masks;
-    for root in Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id())) {
+    let mut roots = Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id()));
+    while let Some(root) = roots.next(lock) {
         let bit = Spte::dirty_bit(&masks, kvm.need_write_protect(root));
-        clear_bit_in(kvm, root, slot, Level::PG_4K, bit);
+        clear_bit_in(kvm, lock, root, slot, Level::PG_4K, bit);
     }
 }
 
@@ -84,12 +91,19 @@ fn counter_for(bit: u64) -> Counter {
 /// Clear `bit` in the present leaf SPTEs of `root` at or above `min_level`
 /// mapping `slot`, holding `mmu_lock` for read. Returns whether any
 /// changed.
-fn clear_bit_in(kvm: &Kvm, root: Sp, slot: &Memslot, min_level: Level, bit: u64) -> bool {
-    let stats = &kvm.state().stats;
+fn clear_bit_in(
+    kvm: &Kvm,
+    lock: &mut MmuRead<'_>,
+    root: Sp<'_>,
+    slot: &Memslot,
+    min_level: Level,
+    bit: u64,
+) -> bool {
+    let state = kvm.state();
     let mut changed = false;
     let mut walk = Walk::new(kvm, root, min_level, slot.base_gfn(), slot.end_gfn());
     while walk.valid() {
-        if walk.cond_resched(false, MmuLock::Shared) {
+        if walk.cond_resched(lock, false) {
             walk.next();
             continue;
         }
@@ -100,8 +114,8 @@ fn clear_bit_in(kvm: &Kvm, root: Sp, slot: &Memslot, min_level: Level, bit: u64)
         }
         // Busy: the SPTE changed (a fault, the CPU's Dirty bit, a zap);
         // look at its new value.
-        if changes::set_shared(kvm, &mut walk, Spte(old.0 & !bit)).is_ok() {
-            stats.count(counter_for(bit));
+        if changes::set_shared(lock, &mut walk, Spte(old.0 & !bit)).is_ok() {
+            state.count(counter_for(bit));
             changed = true;
             walk.next();
         }
@@ -119,11 +133,17 @@ fn clear_bit_in(kvm: &Kvm, root: Sp, slot: &Memslot, min_level: Level, bit: u64)
 /// covers the rest. Gfns mapped by a huge page, or not at all, have no 4
 /// KiB SPTE and are skipped (huge pages were split before dirty logging,
 /// or are write-protected as a whole by `wrprot_slot`).
-pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u64, wrprot: bool) {
-    kvm.assert_mmu_lock(MmuLock::Exclusive);
+pub(crate) fn clear_dirty_pt_masked(
+    kvm: &Kvm,
+    lock: &MmuWrite<'_>,
+    slot: &Memslot,
+    gfn: u64,
+    mask: u64,
+    wrprot: bool,
+) {
     let masks = kvm.state().masks;
     let mut cleared = 0;
-    roots::for_each_valid_locked(kvm, slot.as_id(), |root| {
+    roots::for_each_valid_locked(lock, slot.as_id(), |root| {
         let bit = Spte::dirty_bit(&masks, wrprot || kvm.need_write_protect(root));
         let mut pending = GfnMask::new(gfn, mask);
         while !pending.is_empty() {
@@ -142,13 +162,13 @@ pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u
                 };
                 let old = sptep.read();
                 if old.is_present() && old.0 & bit != 0 {
-                    sptep.clear_bits(old, bit, Level::PG_4K);
+                    sptep.clear_bits(lock, old, bit);
                     cleared += 1;
                 }
             }
         }
         if cleared != 0 {
-            kvm.state().stats.add(counter_for(bit), cleared);
+            kvm.state().add(counter_for(bit), cleared);
             cleared = 0;
         }
     });
@@ -158,14 +178,19 @@ pub(crate) fn clear_dirty_pt_masked(kvm: &Kvm, slot: &Memslot, gfn: u64, mask: u
 /// every valid root for good (also not MMU-writable: only a fault may make
 /// it writable again, after KVM's write tracking allows it). Holds
 /// `mmu_lock` for write. Returns whether any changed (a TLB flush is due).
-pub(crate) fn write_protect_gfn(kvm: &Kvm, slot: &Memslot, gfn: u64, min_level: i32) -> bool {
-    kvm.assert_mmu_lock(MmuLock::Exclusive);
+pub(crate) fn write_protect_gfn(
+    kvm: &Kvm,
+    lock: &MmuWrite<'_>,
+    slot: &Memslot,
+    gfn: u64,
+    min_level: i32,
+) -> bool {
     let Some(min_level) = min_level_of(min_level) else {
         return false;
     };
     let masks = kvm.state().masks;
     let mut changed = false;
-    roots::for_each_valid_locked(kvm, slot.as_id(), |root| {
+    roots::for_each_valid_locked(lock, slot.as_id(), |root| {
         let mut walk = Walk::new(kvm, root, min_level, gfn, gfn + 1);
         while walk.valid() {
             let old = walk.old_spte();
@@ -174,8 +199,8 @@ pub(crate) fn write_protect_gfn(kvm: &Kvm, slot: &Memslot, gfn: u64, min_level: 
                 if new == old {
                     break;
                 }
-                changes::set_exclusive(kvm, &mut walk, new);
-                kvm.state().stats.count(Counter::SptesWriteProtected);
+                changes::set_exclusive(lock, &mut walk, new);
+                kvm.state().count(Counter::SptesWriteProtected);
                 changed = true;
             }
             walk.next();

@@ -7,21 +7,21 @@
 //! linked by compare-and-exchange; a fault that loses a race, or meets a
 //! frozen SPTE, returns [`PfResult::Retry`] and the vCPU faults again.
 
+#![deny(unsafe_code)]
+
 use crate::changes;
 use crate::huge_pages;
-use crate::kvm::{make_nonleaf_spte, Fault, MmuLock, PfResult, RootRole, Sp, Vcpu, Walk};
+use crate::kvm::{Fault, MmuRead, PfResult, RootRole, Vcpu, Walk};
 use crate::level::Level;
 use crate::mmio;
 use crate::pages;
-use crate::vm::Counter;
+use crate::stats::Counter;
 
-/// Handle `fault` of `vcpu` on its current root.
-pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
+/// Handle `fault` of `vcpu` on its current root; kvm.ko maps with
+/// `mmu_lock` held for read (`lock`).
+pub(crate) fn map(vcpu: &Vcpu, lock: &MmuRead<'_>, fault: &Fault) -> PfResult {
     let kvm = vcpu.kvm();
-    // kvm.ko maps with mmu_lock held for read; every SPTE change below is
-    // an atomic exchange that relies on it.
-    kvm.assert_mmu_lock(MmuLock::Shared);
-    let stats = kvm.state().stats.of_vcpu(vcpu);
+    let stats = kvm.state().stats.of_vcpu(vcpu.index());
     let Some(root) = vcpu.root() else {
         kernel::warn_on!(true);
         return PfResult::Retry;
@@ -44,7 +44,7 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
             return PfResult::Retry;
         }
         if walk.level() == fault.goal_level() {
-            return map_target_level(vcpu, fault, &mut walk);
+            return map_target_level(vcpu, lock, fault, &mut walk);
         }
         if old.is_present() && !old.is_huge() {
             walk.next();
@@ -52,19 +52,21 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
         }
 
         // Not present, or a huge page to split: link a new table.
-        let parent = Sp::of_table(walk.sptep().table());
-        let sp = vcpu.alloc_sp(Some(walk.sptep()), walk.gfn(), RootRole::of(parent).child());
+        let role = RootRole::of(walk.table().header()).child();
+        let mut sp = vcpu.alloc_sp(Some(walk.sptep()), walk.gfn(), role);
         sp.set_nx_huge_page_disallowed(fault.huge_page_disallowed());
         let linked = if old.is_present() {
-            huge_pages::split(kvm, &mut walk, sp, MmuLock::Shared)
+            huge_pages::split(lock, &mut walk, &mut sp)
         } else {
-            changes::set_shared(kvm, &mut walk, make_nonleaf_spte(sp.table()))
+            changes::set_shared(lock, &mut walk, sp.nonleaf_spte())
         };
         if linked.is_err() {
-            sp.free_unused();
+            // Never published: freed now.
+            drop(sp);
             stats.count(Counter::RetriesRaced);
             return PfResult::Retry;
         }
+        let sp = sp.publish_in(&walk);
         stats.count(Counter::TablesLinked);
         pages::linked(
             kvm,
@@ -82,10 +84,15 @@ pub(crate) fn map(vcpu: &Vcpu, fault: &Fault) -> PfResult {
 
 /// Install the leaf (or MMIO) SPTE of `fault` under `walk`, at the goal
 /// level.
-fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult {
+fn map_target_level(
+    vcpu: &Vcpu,
+    lock: &MmuRead<'_>,
+    fault: &Fault,
+    walk: &mut Walk<'_>,
+) -> PfResult {
     let kvm = vcpu.kvm();
-    let stats = kvm.state().stats.of_vcpu(vcpu);
-    let sp = Sp::of_table(walk.sptep().table());
+    let stats = kvm.state().stats.of_vcpu(vcpu.index());
+    let sp = walk.table().header();
     let level = walk.level();
     let old = walk.old_spte();
 
@@ -110,7 +117,7 @@ fn map_target_level(vcpu: &Vcpu, fault: &Fault, walk: &mut Walk<'_>) -> PfResult
     let mut ret = PfResult::Fixed;
     if new == old {
         ret = PfResult::Spurious;
-    } else if changes::set_shared(kvm, walk, new).is_err() {
+    } else if changes::set_shared(lock, walk, new).is_err() {
         stats.count(Counter::RetriesRaced);
         return PfResult::Retry;
     } else if old.is_present() && !old.is_leaf(level) {

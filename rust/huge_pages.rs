@@ -16,30 +16,29 @@
 //!   freeze, see `crate::changes`), and flushes the slot's translations
 //!   once at the end of each root.
 
+#![deny(unsafe_code)]
+
 use kernel::prelude::*;
 
 use crate::changes::{self, Busy};
 use crate::kvm::{
-    make_huge_spte, make_nonleaf_spte, make_small_spte, Kvm, Memslot, MmuLock, RootRole, RootTypes,
-    Sp, SpareSp, Table, Walk,
+    make_huge_spte, make_small_spte, Kvm, Memslot, MmuHeld, MmuRead, NewSp, RootRole, RootTypes,
+    Sp, Walk,
 };
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::roots::Roots;
 use crate::spte::Spte;
-use crate::vm::Counter;
+use crate::stats::Counter;
 
 /// Replace the huge page under `walk` with `sp`'s table, which maps the
-/// same memory in pages one level smaller, holding `mmu_lock` as `how`.
-/// The caller accounts `sp` once this succeeds.
-pub(crate) fn split(kvm: &Kvm, walk: &mut Walk<'_>, sp: Sp, how: MmuLock) -> Result<(), Busy> {
+/// same memory in pages one level smaller. The caller publishes and
+/// accounts `sp` once this succeeds.
+pub(crate) fn split(lock: &impl MmuHeld, walk: &mut Walk<'_>, sp: &mut NewSp) -> Result<(), Busy> {
+    let kvm = walk.kvm();
     let huge = walk.old_spte();
-    let role = RootRole::of(sp);
-    let table = sp.table();
-    // Nobody sees `sp` before it is linked: plain writes.
-    for i in 0..SPTE_ENT_PER_PAGE {
-        table.sptep(i).write(make_small_spte(kvm, huge, role, i));
-    }
-    changes::set(kvm, walk, make_nonleaf_spte(table), how)?;
+    let role = RootRole::of(sp.sp());
+    sp.fill(|i| make_small_spte(kvm, huge, role, i));
+    changes::set(lock, walk, sp.nonleaf_spte())?;
     // The huge leaf's statistics went with it; account the new leaves.
     if let Some(lower) = walk.level().lower() {
         kvm.update_page_stats(lower, SPTE_ENT_PER_PAGE as i32);
@@ -48,25 +47,25 @@ pub(crate) fn split(kvm: &Kvm, walk: &mut Walk<'_>, sp: Sp, how: MmuLock) -> Res
 }
 
 /// Split every huge page mapping `[start, end)` of `slot` above
-/// `target_level` down to `target_level`, in every valid root, holding
-/// `mmu_lock` as `how`. Best effort: stops when memory is short (the
-/// pages then stay huge and are write-protected whole).
+/// `target_level` down to `target_level`, in every valid root. Best effort:
+/// stops when memory is short (the pages then stay huge and are
+/// write-protected whole).
 pub(crate) fn try_split(
     kvm: &Kvm,
+    lock: &mut impl MmuHeld,
     slot: &Memslot,
     start: u64,
     end: u64,
     target_level: i32,
-    how: MmuLock,
 ) {
-    kvm.assert_mmu_lock(how);
     let target = u8::try_from(target_level).ok().and_then(Level::new);
     let Some(min_level) = target.and_then(Level::upper) else {
         kernel::warn_on!(true);
         return;
     };
-    for root in Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id())) {
-        if split_root(kvm, root, start, end, min_level, how).is_err() {
+    let mut roots = Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id()));
+    while let Some(root) = roots.next(lock) {
+        if split_root(kvm, lock, root, (start, end), min_level).is_err() {
             break;
         }
     }
@@ -75,12 +74,18 @@ pub(crate) fn try_split(
 /// Split the huge pages at or above `min_level` of `root` in
 /// `[start, end)`. The walk visits an SPTE before the table below it, so a
 /// 1 GiB page split into 2 MiB pages has those split next.
-fn split_root(kvm: &Kvm, root: Sp, start: u64, end: u64, min_level: Level, how: MmuLock) -> Result {
-    let stats = &kvm.state().stats;
-    let mut spare: Option<SpareSp> = None;
+fn split_root(
+    kvm: &Kvm,
+    lock: &mut impl MmuHeld,
+    root: Sp<'_>,
+    (start, end): (u64, u64),
+    min_level: Level,
+) -> Result {
+    let state = kvm.state();
+    let mut spare: Option<NewSp> = None;
     let mut walk = Walk::new(kvm, root, min_level, start, end);
     while walk.valid() {
-        if walk.cond_resched(false, how) {
+        if walk.cond_resched(lock, false) {
             walk.next();
             continue;
         }
@@ -89,8 +94,8 @@ fn split_root(kvm: &Kvm, root: Sp, start: u64, end: u64, min_level: Level, how: 
             walk.next();
             continue;
         }
-        let Some(page) = spare.as_ref() else {
-            spare = walk.with_lock_dropped(how, SpareSp::alloc);
+        let Some(sp) = spare.as_mut() else {
+            spare = walk.with_lock_dropped(lock, NewSp::alloc);
             if spare.is_none() {
                 return Err(ENOMEM);
             }
@@ -99,17 +104,16 @@ fn split_root(kvm: &Kvm, root: Sp, start: u64, end: u64, min_level: Level, how: 
             walk.next();
             continue;
         };
-        let parent = Sp::of_table(walk.sptep().table());
-        let sp = page.prepare(walk.sptep(), walk.gfn(), RootRole::of(parent).child());
+        let role = RootRole::of(walk.table().header()).child();
+        sp.prepare(walk.sptep(), walk.gfn(), role);
         // Busy: a fault or a zap changed the SPTE; look at it again. The
         // spare is prepared again for wherever it goes.
-        if split(kvm, &mut walk, sp, how).is_ok() {
-            sp.account(kvm, true);
-            if let Some(page) = spare.take() {
-                page.linked();
+        if split(&*lock, &mut walk, sp).is_ok() {
+            if let Some(sp) = spare.take() {
+                sp.publish_in(&walk).account(kvm, true);
             }
-            stats.count(Counter::TablesLinked);
-            stats.count(Counter::HugePagesSplit);
+            state.count(Counter::TablesLinked);
+            state.count(Counter::HugePagesSplit);
             walk.next();
         }
     }
@@ -130,16 +134,12 @@ enum FirstLeaf {
 
 /// The first present leaf in the table that the non-leaf SPTE under
 /// `parent` points to, from which the huge SPTE is made.
-fn first_leaf(kvm: &Kvm, parent: &Walk<'_>) -> FirstLeaf {
-    let child = Sp::of_table(Table::child_of(parent.old_spte()));
+fn first_leaf(parent: &Walk<'_>) -> FirstLeaf {
+    let Some(child) = parent.child() else {
+        return FirstLeaf::None;
+    };
     let start = parent.gfn();
-    let mut walk = Walk::new(
-        kvm,
-        child,
-        Level::PG_4K,
-        start,
-        start + parent.level().pages(),
-    );
+    let mut walk = parent.sub_walk(child, Level::PG_4K, start, start + parent.level().pages());
     while walk.valid() {
         let spte = walk.old_spte();
         if spte.is_present() && spte.is_leaf(walk.level()) {
@@ -158,24 +158,24 @@ fn first_leaf(kvm: &Kvm, parent: &Walk<'_>) -> FirstLeaf {
 /// Map `slot` with huge pages again where the host and KVM allow it, in
 /// every valid root: each table that could be a huge page is replaced by
 /// one. Holds `mmu_lock` for read.
-pub(crate) fn recover(kvm: &Kvm, slot: &Memslot) {
-    kvm.assert_mmu_lock(MmuLock::Shared);
+pub(crate) fn recover(kvm: &Kvm, lock: &mut MmuRead<'_>, slot: &Memslot) {
     // Dirty logging needs the small pages; kvm.ko recovers only after it.
     if kernel::warn_on!(slot.dirty_logging()) {
         return;
     }
-    for root in Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id())) {
-        recover_root(kvm, root, slot);
+    let mut roots = Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id()));
+    while let Some(root) = roots.next(lock) {
+        recover_root(kvm, lock, root, slot);
     }
 }
 
-fn recover_root(kvm: &Kvm, root: Sp, slot: &Memslot) {
-    let stats = &kvm.state().stats;
+fn recover_root(kvm: &Kvm, lock: &mut MmuRead<'_>, root: Sp<'_>, slot: &Memslot) {
+    let state = kvm.state();
     let (start, end) = (slot.base_gfn(), slot.end_gfn());
     let mut flush = false;
     let mut walk = Walk::new(kvm, root, Level::PG_2M, start, end);
     while walk.valid() {
-        if walk.cond_resched(flush, MmuLock::Shared) {
+        if walk.cond_resched(lock, flush) {
             flush = false;
             walk.next();
             continue;
@@ -197,7 +197,7 @@ fn recover_root(kvm: &Kvm, root: Sp, slot: &Memslot) {
             walk.next();
             continue;
         }
-        let huge = match first_leaf(kvm, &walk) {
+        let huge = match first_leaf(&walk) {
             FirstLeaf::Found(small) => make_huge_spte(kvm, small, level),
             FirstLeaf::None => {
                 walk.next();
@@ -206,8 +206,8 @@ fn recover_root(kvm: &Kvm, root: Sp, slot: &Memslot) {
             FirstLeaf::Yield => continue,
         };
         // Busy: the table changed or went; look at the SPTE again.
-        if changes::set_shared(kvm, &mut walk, huge).is_ok() {
-            stats.count(Counter::HugePagesRecovered);
+        if changes::set_shared(lock, &mut walk, huge).is_ok() {
+            state.count(Counter::HugePagesRecovered);
             flush = true;
             walk.next();
         }

@@ -7,8 +7,12 @@
 //! (see `Documentation/provider.md`). Entries it does not serve yet run
 //! kvm.ko's built-in code on the same page tables.
 //!
-//! The pure logic lives in `rust/core/src/`, one file per concept, and is
-//! compiled both here and into the host crate `rtdp-core` for `cargo test`.
+//! Three layers: `crate::entries` turns the raw arguments of kvm.ko's calls
+//! into the types of `crate::kvm`, the boundary with kvm.ko (every `unsafe`
+//! block is in those two); the logic modules (`#![deny(unsafe_code)]`) are
+//! written in those types; the pure logic lives in `rust/core/src/`, one
+//! file per concept, compiled both here and into the host crate `rtdp-core`
+//! for `cargo test`.
 
 use kernel::prelude::*;
 
@@ -28,21 +32,24 @@ pub mod mmio_gen;
 pub mod reclaim;
 #[path = "core/src/spte.rs"]
 pub mod spte;
+#[path = "core/src/stats.rs"]
+pub mod stats;
 
 mod age;
 mod changes;
 mod direct_map;
 mod dirty;
+mod entries;
 mod fault;
 mod huge_pages;
 mod kvm;
+mod lockless;
 mod mmio;
 mod pages;
 mod retry;
 mod roots;
 mod tests;
 mod vm;
-mod walk;
 mod zap;
 
 module! {
@@ -83,7 +90,7 @@ impl kernel::Module for KvmRtdp {
     fn init(module: &'static ThisModule) -> Result<Self> {
         direct_map::init()?;
         let debugfs = kvm::DebugfsRoot::new()?;
-        let provider = kvm::ProviderRegistration::new(module, c"kvm_rtdp")?;
+        let provider = kvm::ProviderRegistration::new(entries::ops(module, c"kvm_rtdp"))?;
         pr_info!(
             "registered; serving {}/{} TDP MMU entries and {}/{} MMU hooks, kvm.ko's built-in code runs the rest; new VMs {}\n",
             provider.served(),

@@ -15,13 +15,15 @@
 //! during an update carries a generation that the update moves past, so it
 //! never validates.
 
+#![deny(unsafe_code)]
+
 use crate::kvm::{Sp, Vcpu};
 use crate::mmio_gen::mmio_spte_is_current;
 use crate::spte::Spte;
 
 /// The MMIO SPTE for `gfn` in `sp`, under the vCPU's current
 /// memslot generation.
-pub(crate) fn make(vcpu: &Vcpu, sp: Sp, gfn: u64) -> Spte {
+pub(crate) fn make(vcpu: &Vcpu, sp: Sp<'_>, gfn: u64) -> Spte {
     let masks = vcpu.kvm().mmio_masks();
     Spte(masks.make(vcpu.memslots_generation(), gfn, sp.access().into()))
 }

@@ -17,13 +17,15 @@
 //!   `mmu_lock` for read link tables at once, and the list is shared with
 //!   kvm.ko's NX recovery. A page is on the list only while its flag is set.
 
+#![deny(unsafe_code)]
+
 use crate::kvm::{Kvm, Sp};
 use crate::level::Level;
 
 /// `sp` was just linked into the tree by a fault that needed `sp` to map
 /// below `level` because of the NX huge page workaround; `req_level` is the
 /// level the host would have allowed.
-pub(crate) fn linked(kvm: &Kvm, sp: Sp, nx_disallowed: bool, req_level: Level, level: Level) {
+pub(crate) fn linked(kvm: &Kvm, sp: Sp<'_>, nx_disallowed: bool, req_level: Level, level: Level) {
     sp.account(kvm, true);
     if nx_disallowed && req_level >= level {
         let pages = kvm.lock_pages();
@@ -36,12 +38,12 @@ pub(crate) fn linked(kvm: &Kvm, sp: Sp, nx_disallowed: bool, req_level: Level, l
 }
 
 /// `sp`'s table was removed from the tree.
-pub(crate) fn unlinked(kvm: &Kvm, sp: Sp) {
+pub(crate) fn unlinked(kvm: &Kvm, sp: Sp<'_>) {
     sp.account(kvm, false);
     if !sp.nx_huge_page_disallowed() {
         return;
     }
     let pages = kvm.lock_pages();
-    sp.set_nx_huge_page_disallowed(false);
+    sp.set_nx_huge_page_disallowed(&pages, false);
     pages.untrack_possible_nx_huge_page(sp);
 }

@@ -13,9 +13,11 @@
 //! bumps), or an invalidation ended since then whose range is no longer
 //! known: [`Invalidations::must_retry`] has no false negatives.
 
+#![deny(unsafe_code)]
+
 use crate::invalidations::Retry;
 use crate::kvm::Kvm;
-use crate::vm::Counter;
+use crate::stats::Counter;
 
 /// `kvm_mmu_invalidate_start()` ran, `mmu_lock` held for write.
 pub(crate) fn start(kvm: &Kvm) {
@@ -44,20 +46,20 @@ pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> boo
         // Racy reads may err either way; the fault checks again locked.
         return answer != Retry::No;
     }
-    state.stats.count(Counter::RetryChecks);
+    state.count(Counter::RetryChecks);
     match answer {
         Retry::InRange => {
-            state.stats.count(Counter::RetriesRange);
+            state.count(Counter::RetriesRange);
             true
         }
         Retry::Sequence => {
-            state.stats.count(Counter::RetriesSeq);
+            state.count(Counter::RetriesSeq);
             true
         }
         Retry::No => {
             if current != mmu_seq || (inv.in_progress() && kvm.invalidate_union_contains(gfn)) {
                 // Upstream's widened range or sequence check would retry.
-                state.stats.count(Counter::RetriesAvoided);
+                state.count(Counter::RetriesAvoided);
             }
             false
         }

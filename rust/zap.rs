@@ -7,33 +7,36 @@
 //! before it yields the lock). Zapping in an invalid root needs no flush:
 //! no vCPU enters the guest on an invalid root.
 
+#![deny(unsafe_code)]
+
 use crate::changes;
-use crate::kvm::{max_gfn_exclusive, GfnRange, Kvm, MmuLock, RootTypes, Sp, Table, Walk};
+use crate::kvm::{
+    max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, RootTypes, Sp, Walk,
+};
 use crate::level::Level;
 use crate::roots::Roots;
 use crate::spte::{Spte, NONPRESENT};
-use crate::vm::Counter;
+use crate::stats::Counter;
 
 /// Zap every SPTE of `root`. In passes of increasing level (4KiB, 2MiB,
 /// 1GiB, then the top level), so that each step is small and yielding comes
 /// often: a step removes at most one table, whose entries the pass before
 /// emptied, which keeps the VM within its reclaim budget (`Walk::finish`
 /// leaves room for the root itself).
-pub(crate) fn zap_root(kvm: &Kvm, root: Sp, how: MmuLock) {
-    kvm.assert_mmu_lock(how);
+pub(crate) fn zap_root(kvm: &Kvm, lock: &mut impl MmuHeld, root: Sp<'_>) {
     kernel::warn_on!(root.root_refs() == 0);
     for level in [Level::PG_4K, Level::PG_2M, Level::PG_1G, root.level()] {
         if level <= root.level() {
-            zap_root_at(kvm, root, level, how);
+            zap_root_at(kvm, lock, root, level);
         }
     }
 }
 
-fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
+fn zap_root_at(kvm: &Kvm, lock: &mut impl MmuHeld, root: Sp<'_>, zap_level: Level) {
     let mut walk = Walk::new(kvm, root, zap_level, 0, max_gfn_exclusive());
     let mut zapped = 0;
     while walk.valid() {
-        if walk.cond_resched(false, how) {
+        if walk.cond_resched(lock, false) {
             walk.next();
             continue;
         }
@@ -44,39 +47,37 @@ fn zap_root_at(kvm: &Kvm, root: Sp, zap_level: Level, how: MmuLock) {
         }
         let leaf = old.is_leaf(walk.level());
         // Busy: somebody changed the SPTE; look at it again.
-        if changes::set(kvm, &mut walk, Spte(NONPRESENT), how).is_ok() {
+        if changes::set(&*lock, &mut walk, Spte(NONPRESENT)).is_ok() {
             zapped += u64::from(leaf);
             walk.next();
         }
     }
     count_zapped(kvm, zapped);
-    walk.finish(how);
+    walk.finish(lock);
 }
 
-/// Zap the leaf SPTEs of `root` in `[start, end)`, holding `mmu_lock` for
-/// write and yielding it if `can_yield`. Returns whether a TLB flush is
-/// due, `flush` included.
+/// Zap the leaf SPTEs of `root` in `[start, end)`, yielding the lock if
+/// `can_yield`. Returns whether a TLB flush is due, `flush` included.
 fn zap_leafs_in(
     kvm: &Kvm,
-    root: Sp,
-    start: u64,
-    end: u64,
+    lock: &mut MmuWrite<'_>,
+    root: Sp<'_>,
+    (start, end): (u64, u64),
     can_yield: bool,
     mut flush: bool,
 ) -> bool {
-    kvm.assert_mmu_lock(MmuLock::Exclusive);
     let end = end.min(max_gfn_exclusive());
     let mut walk = Walk::new(kvm, root, Level::PG_4K, start, end);
     let mut zapped = 0;
     while walk.valid() {
-        if can_yield && walk.cond_resched(flush, MmuLock::Exclusive) {
+        if can_yield && walk.cond_resched(lock, flush) {
             flush = false;
             walk.next();
             continue;
         }
         let old = walk.old_spte();
         if old.is_present() && old.is_leaf(walk.level()) {
-            changes::set_exclusive(kvm, &mut walk, Spte(NONPRESENT));
+            changes::set_exclusive(lock, &mut walk, Spte(NONPRESENT));
             zapped += 1;
             flush |= !root.is_invalid();
         }
@@ -87,10 +88,16 @@ fn zap_leafs_in(
 }
 
 /// Zap the leaf SPTEs in `[start, end)` of every valid root.
-pub(crate) fn zap_leafs(kvm: &Kvm, start: u64, end: u64, mut flush: bool) -> bool {
-    kvm.assert_mmu_lock(MmuLock::Exclusive);
-    for root in Roots::new(kvm, RootTypes::VALID, None) {
-        flush = zap_leafs_in(kvm, root, start, end, true, flush);
+pub(crate) fn zap_leafs(
+    kvm: &Kvm,
+    lock: &mut MmuWrite<'_>,
+    start: u64,
+    end: u64,
+    mut flush: bool,
+) -> bool {
+    let mut roots = Roots::new(kvm, RootTypes::VALID, None);
+    while let Some(root) = roots.next(lock) {
+        flush = zap_leafs_in(kvm, lock, root, (start, end), true, flush);
     }
     count_flush(kvm, flush)
 }
@@ -98,14 +105,14 @@ pub(crate) fn zap_leafs(kvm: &Kvm, start: u64, end: u64, mut flush: bool) -> boo
 /// Count the leaves a walk zapped: once per walk, not per SPTE.
 fn count_zapped(kvm: &Kvm, zapped: u64) {
     if zapped != 0 {
-        kvm.state().stats.add(Counter::LeafsZapped, zapped);
+        kvm.state().add(Counter::LeafsZapped, zapped);
     }
 }
 
 /// An entry returns `flush` to kvm.ko, which flushes when it is true.
 fn count_flush(kvm: &Kvm, flush: bool) -> bool {
     if flush {
-        kvm.state().stats.count(Counter::TlbFlushes);
+        kvm.state().count(Counter::TlbFlushes);
     }
     flush
 }
@@ -113,34 +120,29 @@ fn count_flush(kvm: &Kvm, flush: bool) -> bool {
 /// Zap the leaf SPTEs that an MMU notifier range covers, in every direct
 /// root of its address space, invalid roots included: the pages are going
 /// away whoever maps them.
-pub(crate) fn unmap_gfn_range(kvm: &Kvm, range: &GfnRange, mut flush: bool) -> bool {
+pub(crate) fn unmap_gfn_range(
+    kvm: &Kvm,
+    lock: &mut MmuWrite<'_>,
+    range: &GfnRange,
+    mut flush: bool,
+) -> bool {
     let types = RootTypes::DIRECT.union(RootTypes::INVALID);
-    for root in Roots::new(kvm, types, Some(range.as_id())) {
-        flush = zap_leafs_in(
-            kvm,
-            root,
-            range.start(),
-            range.end(),
-            range.may_block(),
-            flush,
-        );
+    let mut roots = Roots::new(kvm, types, Some(range.as_id()));
+    while let Some(root) = roots.next(lock) {
+        let span = (range.start(), range.end());
+        flush = zap_leafs_in(kvm, lock, root, span, range.may_block(), flush);
     }
     count_flush(kvm, flush)
 }
 
 /// Zap every direct root, invalid ones included. No TLB flush: this runs
 /// only when no vCPU can enter the guest again.
-pub(crate) fn zap_all(kvm: &Kvm) {
-    kvm.assert_mmu_lock(MmuLock::Exclusive);
+pub(crate) fn zap_all(kvm: &Kvm, lock: &mut MmuWrite<'_>) {
     let types = RootTypes::DIRECT.union(RootTypes::INVALID);
-    for root in Roots::new(kvm, types, None) {
-        zap_root(kvm, root, MmuLock::Exclusive);
+    let mut roots = Roots::new(kvm, types, None);
+    while let Some(root) = roots.next(lock) {
+        zap_root(kvm, lock, root);
     }
-}
-
-/// Whether the SPTE `spte` at `level` points to `sp`'s table.
-fn points_to(spte: Spte, level: Level, sp: Sp) -> bool {
-    spte.is_present() && !spte.is_leaf(level) && Table::child_of(spte) == sp.table()
 }
 
 /// Zap the SPTE that links `sp`, a table on the possible-NX-huge-page
@@ -148,9 +150,8 @@ fn points_to(spte: Spte, level: Level, sp: Sp) -> bool {
 /// NX recovery worker, which holds `mmu_lock` for read and flushes. The
 /// table is removed as by any zap, which takes it off the list
 /// (`crate::pages`). Returns whether it was zapped: not if its SPTE no
-/// longer points to it (zapped, replaced, or frozen meanwhile).
-pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, sp: Sp) -> bool {
-    kvm.assert_mmu_lock(MmuLock::Shared);
+/// longer links it (zapped, replaced, or frozen meanwhile).
+pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, lock: &MmuRead<'_>, sp: Sp<'_>) -> bool {
     if kernel::warn_on!(!sp.is_tdp_mmu_page()) {
         return false;
     }
@@ -159,22 +160,18 @@ pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, sp: Sp) -> bool {
         kernel::warn_on!(true);
         return false;
     };
-    let Some(level) = sp.level().upper() else {
-        kernel::warn_on!(true);
-        return false;
-    };
     let mut old = sptep.read();
-    if !points_to(old, level, sp) {
+    if !sp.table().is_linked_by(old) {
         return false;
     }
-    match changes::set_shared_at(kvm, sptep, sp.gfn(), level, &mut old, Spte(NONPRESENT)) {
+    match changes::set_shared_at(lock, sptep, sp.gfn(), &mut old, Spte(NONPRESENT)) {
         Ok(()) => {
-            kvm.state().stats.count(Counter::NxHugePagesZapped);
+            kvm.state().count(Counter::NxHugePagesZapped);
             true
         }
         Err(changes::Busy) => {
             // Nothing but a zap or a replacement changes a non-leaf SPTE.
-            kernel::warn_on!(points_to(old, level, sp));
+            kernel::warn_on!(sp.table().is_linked_by(old));
             false
         }
     }

@@ -9,7 +9,9 @@
 //! than take one more. SPTEs may change meanwhile, so the values are
 //! snapshots.
 
-use crate::kvm::{CallerRcu, Sptep, Vcpu, Walk};
+#![deny(unsafe_code)]
+
+use crate::kvm::{CallerRcu, RcuWalk, Sptep, Vcpu};
 use crate::level::Level;
 use crate::spte::Spte;
 
@@ -21,7 +23,7 @@ pub(crate) fn get_walk(vcpu: &Vcpu, rcu: &CallerRcu, addr: u64, sptes: &mut [u64
     };
     let gfn = addr >> 12;
     let mut leaf = -1;
-    let mut walk = Walk::in_rcu(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
+    let mut walk = RcuWalk::new(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
     while walk.valid() {
         let level = walk.level().get() as usize;
         leaf = level as i32;
@@ -34,13 +36,18 @@ pub(crate) fn get_walk(vcpu: &Vcpu, rcu: &CallerRcu, addr: u64, sptes: &mut [u64
 }
 
 /// The last SPTE on the way to `gfn` in the vCPU's direct root, and its
-/// value; `None` when no walk was possible.
-pub(crate) fn last_spte(vcpu: &Vcpu, rcu: &CallerRcu, gfn: u64) -> Option<(Sptep, Spte)> {
+/// value; `None` when no walk was possible. The pointer is valid for the
+/// caller's section.
+pub(crate) fn last_spte<'r>(
+    vcpu: &'r Vcpu,
+    rcu: &'r CallerRcu,
+    gfn: u64,
+) -> Option<(Sptep<'r>, Spte)> {
     let root = vcpu.root()?;
     let mut last = None;
-    let mut walk = Walk::in_rcu(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
+    let mut walk = RcuWalk::new(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
     while walk.valid() {
-        last = Some((walk.sptep(), walk.old_spte()));
+        last = Some((walk.section_sptep(), walk.old_spte()));
         walk.next();
     }
     last

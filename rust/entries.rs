@@ -1,0 +1,371 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The entry points kvm.ko calls through `struct kvm_tdp_mmu_ops`: the only
+//! place that turns kvm.ko's raw pointers into the types of `crate::kvm`.
+//!
+//! kvm.ko guarantees that each argument is valid for the call, with the
+//! locking of the `kvm_tdp_mmu_*()` function the entry replaces; each entry
+//! says what it is given once, with `from_raw` for objects and
+//! [`MmuRead::assume`]/[`MmuWrite::assume`] for `mmu_lock`, and calls one
+//! safe function of a logic module. Per-VM state is stored by `init` and
+//! taken back by `uninit`, here and nowhere else.
+
+use core::ffi::c_int;
+
+use kernel::{bindings, prelude::*};
+
+use crate::kvm::{
+    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuRead, MmuWrite, RootRef, RootTypes, Vcpu,
+};
+use crate::level::Level;
+use crate::spte::Spte;
+
+/// The ops table kvm_rtdp registers (`name` and `owner` filled in by the
+/// caller).
+pub(crate) fn ops(module: &'static ThisModule, name: &'static CStr) -> bindings::kvm_tdp_mmu_ops {
+    bindings::kvm_tdp_mmu_ops {
+        size: core::mem::size_of::<bindings::kvm_tdp_mmu_ops>(),
+        owner: module.as_ptr(),
+        name: name.as_ptr().cast(),
+        bind: Some(bind),
+        init: Some(init),
+        uninit: Some(uninit),
+        alloc_root: Some(alloc_root),
+        put_root: Some(put_root),
+        invalidate_roots: Some(invalidate_roots),
+        zap_invalidated_roots: Some(zap_invalidated_roots),
+        zap_all: Some(zap_all),
+        zap_leafs: Some(zap_leafs),
+        unmap_gfn_range: Some(unmap_gfn_range),
+        map: Some(map),
+        get_walk: Some(get_walk),
+        fast_pf_get_last_sptep: Some(fast_pf_get_last_sptep),
+        invalidate_start: Some(invalidate_start),
+        invalidate_range_add: Some(invalidate_range_add),
+        invalidate_end: Some(invalidate_end),
+        invalidate_retry_gfn: Some(invalidate_retry_gfn),
+        check_mmio_spte: Some(check_mmio_spte),
+        zap_possible_nx_huge_page: Some(zap_possible_nx_huge_page),
+        age_gfn_range: Some(age_gfn_range),
+        test_age_gfn: Some(test_age_gfn),
+        wrprot_slot: Some(wrprot_slot),
+        clear_dirty_slot: Some(clear_dirty_slot),
+        clear_dirty_pt_masked: Some(clear_dirty_pt_masked),
+        write_protect_gfn: Some(write_protect_gfn),
+        recover_huge_pages: Some(recover_huge_pages),
+        try_split_huge_pages: Some(try_split_huge_pages),
+        ..Default::default()
+    }
+}
+
+extern "C" fn bind(kvm: *mut bindings::kvm) -> bool {
+    // SAFETY: a VM being created, valid for the call; `bind` runs before
+    // `init`.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    if !crate::bind_new_vms() {
+        return false;
+    }
+    if kvm.has_mirrored_tdp() {
+        pr_info!("a TDX VM stays on the C TDP MMU: kvm_rtdp does not propagate to external page tables\n");
+        return false;
+    }
+    true
+}
+
+unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
+    // SAFETY: a valid VM for the call.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    match crate::vm::new_state(kvm) {
+        Ok(state) => {
+            // SAFETY: `init` runs once per VM, before any other entry.
+            unsafe { kvm.set_state(state) };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
+    // SAFETY: a valid VM for the call.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    crate::roots::uninit(kvm);
+    // SAFETY: `uninit` runs once per VM, after every other entry has
+    // returned; nothing borrows the state any more.
+    let state = unsafe { kvm.take_state() };
+    crate::vm::drop_state(state);
+}
+
+unsafe extern "C" fn alloc_root(vcpu: *mut bindings::kvm_vcpu, mirror: bool) {
+    // SAFETY: a valid vCPU, running MMU code.
+    crate::roots::alloc_root(unsafe { Vcpu::from_raw(vcpu) }, mirror);
+}
+
+unsafe extern "C" fn put_root(kvm: *mut bindings::kvm, root: *mut bindings::kvm_mmu_page) {
+    // SAFETY: a valid VM for the call.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: `root` is a root of `kvm` and the caller gives up the
+    // reference it owns.
+    drop(unsafe { RootRef::from_raw(kvm, root) });
+}
+
+unsafe extern "C" fn invalidate_roots(
+    kvm: *mut bindings::kvm,
+    types: bindings::kvm_tdp_mmu_root_types,
+) {
+    // SAFETY: a valid VM; `kvm_mmu_zap_all_fast()` holds mmu_lock for write.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: as above.
+    let lock = unsafe { MmuWrite::assume(kvm) };
+    crate::roots::invalidate_roots(&lock, RootTypes(types));
+}
+
+unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool) {
+    // SAFETY: a valid VM, called without mmu_lock.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    if shared {
+        crate::roots::zap_invalidated_roots(kvm, &mut kvm.read_lock_mmu());
+    } else {
+        crate::roots::zap_invalidated_roots(kvm, &mut kvm.write_lock_mmu());
+    }
+}
+
+unsafe extern "C" fn zap_all(kvm: *mut bindings::kvm) {
+    // SAFETY: a valid VM; kvm.ko holds mmu_lock for write.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: as above.
+    crate::zap::zap_all(kvm, &mut unsafe { MmuWrite::assume(kvm) });
+}
+
+unsafe extern "C" fn zap_leafs(kvm: *mut bindings::kvm, start: u64, end: u64, flush: bool) -> bool {
+    // SAFETY: a valid VM; kvm.ko holds mmu_lock for write.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: as above.
+    crate::zap::zap_leafs(
+        kvm,
+        &mut unsafe { MmuWrite::assume(kvm) },
+        start,
+        end,
+        flush,
+    )
+}
+
+unsafe extern "C" fn unmap_gfn_range(
+    kvm: *mut bindings::kvm,
+    range: *mut bindings::kvm_gfn_range,
+    flush: bool,
+) -> bool {
+    // SAFETY: a valid VM and range; kvm.ko holds mmu_lock for write.
+    let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
+    // SAFETY: as above.
+    let mut lock = unsafe { MmuWrite::assume(kvm) };
+    crate::zap::unmap_gfn_range(kvm, &mut lock, range, flush)
+}
+
+unsafe extern "C" fn map(
+    vcpu: *mut bindings::kvm_vcpu,
+    fault: *mut bindings::kvm_page_fault,
+) -> c_int {
+    // SAFETY: the faulting vCPU and its fault, valid for the call.
+    let (vcpu, fault) = unsafe { (Vcpu::from_raw(vcpu), Fault::from_raw(fault)) };
+    // SAFETY: kvm.ko maps with mmu_lock held for read.
+    let lock = unsafe { MmuRead::assume(vcpu.kvm()) };
+    crate::fault::map(vcpu, &lock, fault).to_c()
+}
+
+unsafe extern "C" fn get_walk(
+    vcpu: *mut bindings::kvm_vcpu,
+    addr: u64,
+    sptes: *mut u64,
+    root_level: *mut c_int,
+) -> c_int {
+    // SAFETY: a valid vCPU.
+    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    // SAFETY: kvm.ko calls the entry inside
+    // kvm_tdp_mmu_walk_lockless_begin() .. _end(), an RCU read-side
+    // section that outlasts this function.
+    let rcu = unsafe { CallerRcu::assume() };
+    // SAFETY: `root_level` is writable.
+    unsafe { *root_level = vcpu.root_level() };
+    // SAFETY: `sptes` has room for one SPTE per level
+    // (PT64_ROOT_MAX_LEVEL + 1), indexed by level.
+    let sptes = unsafe { core::slice::from_raw_parts_mut(sptes, Level::MAX.get() as usize + 1) };
+    crate::lockless::get_walk(vcpu, &rcu, addr, sptes)
+}
+
+unsafe extern "C" fn fast_pf_get_last_sptep(
+    vcpu: *mut bindings::kvm_vcpu,
+    gfn: u64,
+    spte: *mut u64,
+) -> *mut u64 {
+    // SAFETY: a valid vCPU.
+    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    // SAFETY: the caller is in kvm_tdp_mmu_walk_lockless_begin(), an RCU
+    // read-side section that keeps the returned SPTE alive for kvm.ko.
+    let rcu = unsafe { CallerRcu::assume() };
+    match crate::lockless::last_spte(vcpu, &rcu, gfn) {
+        Some((sptep, value)) => {
+            // SAFETY: `spte` is writable.
+            unsafe { *spte = value.0 };
+            sptep.as_ptr()
+        }
+        None => core::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn invalidate_start(kvm: *mut bindings::kvm) {
+    // SAFETY: a valid VM; mmu_lock held for write.
+    crate::retry::start(unsafe { Kvm::from_raw(kvm) });
+}
+
+unsafe extern "C" fn invalidate_range_add(kvm: *mut bindings::kvm, start: u64, end: u64) {
+    // SAFETY: a valid VM; mmu_lock held for write.
+    crate::retry::range_add(unsafe { Kvm::from_raw(kvm) }, start, end);
+}
+
+unsafe extern "C" fn invalidate_end(kvm: *mut bindings::kvm) {
+    // SAFETY: a valid VM; mmu_lock held for write.
+    crate::retry::end(unsafe { Kvm::from_raw(kvm) });
+}
+
+unsafe extern "C" fn invalidate_retry_gfn(
+    kvm: *mut bindings::kvm,
+    mmu_seq: usize,
+    gfn: u64,
+    locked: bool,
+) -> bool {
+    // SAFETY: a valid VM.
+    crate::retry::must_retry(unsafe { Kvm::from_raw(kvm) }, mmu_seq as u64, gfn, locked)
+}
+
+unsafe extern "C" fn check_mmio_spte(vcpu: *mut bindings::kvm_vcpu, spte: u64) -> bool {
+    // SAFETY: a valid vCPU.
+    crate::mmio::check(unsafe { Vcpu::from_raw(vcpu) }, Spte(spte))
+}
+
+unsafe extern "C" fn zap_possible_nx_huge_page(
+    kvm: *mut bindings::kvm,
+    sp: *mut bindings::kvm_mmu_page,
+) -> bool {
+    // SAFETY: a valid VM; kvm.ko's NX recovery holds mmu_lock for read.
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: as above.
+    let lock = unsafe { MmuRead::assume(kvm) };
+    // SAFETY: `sp` is on the possible-NX-huge-page list, which kvm.ko read
+    // under the pages lock, and mmu_lock held for read keeps it from being
+    // freed until the lock is released.
+    let sp = unsafe { lock.sp_from_raw(sp) };
+    crate::zap::zap_possible_nx_huge_page(kvm, &lock, sp)
+}
+
+unsafe extern "C" fn age_gfn_range(
+    kvm: *mut bindings::kvm,
+    range: *mut bindings::kvm_gfn_range,
+) -> bool {
+    // SAFETY: a valid VM and range; aging runs without mmu_lock.
+    let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
+    crate::age::age(kvm, range, crate::age::Aging::Clear)
+}
+
+unsafe extern "C" fn test_age_gfn(
+    kvm: *mut bindings::kvm,
+    range: *mut bindings::kvm_gfn_range,
+) -> bool {
+    // SAFETY: a valid VM and range; aging runs without mmu_lock.
+    let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
+    crate::age::age(kvm, range, crate::age::Aging::Test)
+}
+
+unsafe extern "C" fn wrprot_slot(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+    min_level: c_int,
+) -> bool {
+    // SAFETY: a valid VM and memslot; mmu_lock held for read.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    // SAFETY: as above.
+    let mut lock = unsafe { MmuRead::assume(kvm) };
+    crate::dirty::wrprot_slot(kvm, &mut lock, slot, min_level)
+}
+
+unsafe extern "C" fn clear_dirty_slot(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+) {
+    // SAFETY: a valid VM and memslot; mmu_lock held for read.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    // SAFETY: as above.
+    let mut lock = unsafe { MmuRead::assume(kvm) };
+    crate::dirty::clear_dirty_slot(kvm, &mut lock, slot)
+}
+
+unsafe extern "C" fn clear_dirty_pt_masked(
+    kvm: *mut bindings::kvm,
+    slot: *mut bindings::kvm_memory_slot,
+    gfn: u64,
+    mask: usize,
+    wrprot: bool,
+) {
+    // SAFETY: a valid VM and memslot; mmu_lock held for write.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
+    // SAFETY: as above.
+    let lock = unsafe { MmuWrite::assume(kvm) };
+    crate::dirty::clear_dirty_pt_masked(kvm, &lock, slot, gfn, mask as u64, wrprot)
+}
+
+unsafe extern "C" fn write_protect_gfn(
+    kvm: *mut bindings::kvm,
+    slot: *mut bindings::kvm_memory_slot,
+    gfn: u64,
+    min_level: c_int,
+) -> bool {
+    // SAFETY: a valid VM and memslot; mmu_lock held for write.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
+    // SAFETY: as above.
+    let lock = unsafe { MmuWrite::assume(kvm) };
+    crate::dirty::write_protect_gfn(kvm, &lock, slot, gfn, min_level)
+}
+
+unsafe extern "C" fn recover_huge_pages(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+) {
+    // SAFETY: a valid VM and memslot; mmu_lock held for read.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    // SAFETY: as above.
+    let mut lock = unsafe { MmuRead::assume(kvm) };
+    crate::huge_pages::recover(kvm, &mut lock, slot)
+}
+
+unsafe extern "C" fn try_split_huge_pages(
+    kvm: *mut bindings::kvm,
+    slot: *const bindings::kvm_memory_slot,
+    start: u64,
+    end: u64,
+    target_level: c_int,
+    shared: bool,
+) {
+    // SAFETY: a valid VM and memslot; mmu_lock held for read if `shared`,
+    // else for write.
+    let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    if shared {
+        // SAFETY: as above.
+        crate::huge_pages::try_split(
+            kvm,
+            &mut unsafe { MmuRead::assume(kvm) },
+            slot,
+            start,
+            end,
+            target_level,
+        )
+    } else {
+        // SAFETY: as above.
+        crate::huge_pages::try_split(
+            kvm,
+            &mut unsafe { MmuWrite::assume(kvm) },
+            slot,
+            start,
+            end,
+            target_level,
+        )
+    }
+}

@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VM's root list (`kvm->arch.tdp_mmu_roots`) and references to roots
+//! (`tdp_mmu_root_count`).
+//!
+//! # Invariants
+//!
+//! - The list changes only under `tdp_mmu_pages_lock` ([`PagesGuard`]);
+//!   readers walk it under RCU, or hold `mmu_lock` for write, under which
+//!   no root is added or freed.
+//! - A [`RootRef`] owns one reference to its root; the root stays on the
+//!   list, and so alive, until its last reference is put. The TDP MMU's own
+//!   reference to a valid root is not a value: it is owed while the root is
+//!   valid or scheduled for its zap, and [`Sp::take_scheduled_zap`] turns
+//!   it into a [`RootRef`] exactly once.
+
+use core::ptr::NonNull;
+
+use kernel::bindings;
+use kernel::sync::rcu;
+
+use super::{Kvm, MmuHeld, MmuWrite, NewSp, PagesGuard, RemovedSp, Sp};
+
+/// Which roots an operation covers (`enum kvm_tdp_mmu_root_types`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RootTypes(pub(crate) u32);
+
+impl RootTypes {
+    pub(crate) const INVALID: RootTypes =
+        RootTypes(bindings::kvm_tdp_mmu_root_types_KVM_INVALID_ROOTS);
+    pub(crate) const DIRECT: RootTypes =
+        RootTypes(bindings::kvm_tdp_mmu_root_types_KVM_DIRECT_ROOTS);
+    pub(crate) const MIRROR: RootTypes =
+        RootTypes(bindings::kvm_tdp_mmu_root_types_KVM_MIRROR_ROOTS);
+    pub(crate) const VALID: RootTypes = RootTypes(Self::DIRECT.0 | Self::MIRROR.0);
+    pub(crate) const ALL: RootTypes = RootTypes(Self::VALID.0 | Self::INVALID.0);
+
+    pub(crate) const fn contains(self, other: RootTypes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub(crate) const fn union(self, other: RootTypes) -> RootTypes {
+        RootTypes(self.0 | other.0)
+    }
+
+    pub(crate) const fn without(self, other: RootTypes) -> RootTypes {
+        RootTypes(self.0 & !other.0)
+    }
+}
+
+impl Kvm {
+    fn roots_head(&self) -> *mut bindings::list_head {
+        // SAFETY: field address of a valid VM.
+        unsafe { &raw mut (*self.arch()).tdp_mmu_roots }
+    }
+
+    /// The root after `prev` on the root list (the first when `prev` is
+    /// `None`), as an RCU reader sees the list; valid until the end of the
+    /// read-side section `_rcu` unless a reference is taken.
+    pub(crate) fn next_root_rcu<'g>(
+        &self,
+        _rcu: &'g rcu::Guard,
+        prev: Option<Sp<'g>>,
+    ) -> Option<Sp<'g>> {
+        let head = self.roots_head();
+        let link = match prev {
+            // SAFETY: `prev` is a live kvm_mmu_page (its lifetime).
+            Some(sp) => unsafe { &raw mut (*sp.raw()).link },
+            None => head,
+        };
+        // SAFETY: `link` is a list_head of the RCU-protected root list, or
+        // was until `prev` was deleted, which RCU readers may still follow;
+        // `next` is read once, as list_next_or_null_rcu() does.
+        let next = unsafe { core::ptr::read_volatile(&raw const (*link).next) };
+        if next == head {
+            return None;
+        }
+        // SAFETY: every entry of `tdp_mmu_roots` is the `link` of a
+        // kvm_mmu_page, freed only after a grace period once deleted.
+        Some(unsafe { Sp::from_link(next) })
+    }
+
+    /// Every root on the list.
+    ///
+    /// # Safety
+    ///
+    /// The list cannot change during the call, and its roots are not freed
+    /// before `'a` ends.
+    unsafe fn for_each_root_stable<'a>(&'a self, mut f: impl FnMut(Sp<'a>)) {
+        let head = self.roots_head();
+        // SAFETY: the list is stable (the caller's guarantee); every entry
+        // is the `link` of a kvm_mmu_page.
+        unsafe {
+            let mut pos = (*head).next;
+            while pos != head {
+                let sp = Sp::from_link(pos);
+                pos = (*pos).next;
+                f(sp);
+            }
+        }
+    }
+
+    /// Whether the root list is empty.
+    pub(crate) fn roots_empty(&self) -> bool {
+        let head = self.roots_head();
+        // SAFETY: reads the first link of a valid list.
+        unsafe { core::ptr::read_volatile(&raw const (*head).next) == head }
+    }
+}
+
+impl MmuWrite<'_> {
+    /// Every root on the list, without a reference: under the write lock
+    /// the list cannot change and no root is freed, and `f` cannot yield
+    /// the lock (that takes the token by `&mut`) while it holds one.
+    pub(crate) fn for_each_root(&self, f: impl FnMut(Sp<'_>)) {
+        // SAFETY: see above; the roots borrow `self`.
+        unsafe { self.kvm().for_each_root_stable(f) };
+    }
+}
+
+impl<'k> PagesGuard<'k> {
+    /// Every root on the list: list writers hold the pages lock, so the
+    /// list cannot change under the guard, and a root is freed only after
+    /// it was taken off the list and a grace period passed.
+    pub(crate) fn for_each_root(&self, f: impl FnMut(Sp<'_>)) {
+        // SAFETY: see above; the roots borrow the guard.
+        unsafe { self.kvm.for_each_root_stable(f) };
+    }
+
+    /// Make `sp`, a fresh page, a root on the VM's root list, with the
+    /// TDP MMU's reference and the one returned.
+    pub(crate) fn add_root(&self, sp: NewSp) -> RootRef<'k> {
+        let root = sp.publish();
+        // SAFETY: a valid refcount of a root nobody else sees yet.
+        unsafe { bindings::refcount_set(root_count(root), 2) };
+        // SAFETY: the pages lock serializes list writers; `root` is not on
+        // any list.
+        unsafe { bindings::list_add_rcu(&raw mut (*root.as_ptr()).link, self.kvm.roots_head()) };
+        // INVARIANT: one of the two references set above.
+        RootRef {
+            kvm: self.kvm,
+            root,
+        }
+    }
+}
+
+fn root_count(root: NonNull<bindings::kvm_mmu_page>) -> *mut bindings::refcount_t {
+    // SAFETY: the union member of TDP MMU roots; only an address.
+    unsafe { &raw mut (*root.as_ptr()).__bindgen_anon_2.tdp_mmu_root_count }
+}
+
+/// A reference to a root, put when dropped; the last one frees the root
+/// after a grace period (`kvm_tdp_mmu_put_root()`).
+///
+/// # Invariants
+///
+/// Owns one reference to `root`, a root of `kvm`.
+pub(crate) struct RootRef<'k> {
+    kvm: &'k Kvm,
+    root: NonNull<bindings::kvm_mmu_page>,
+}
+
+impl<'k> RootRef<'k> {
+    /// Take a reference to `root`, a root of `kvm`, unless its last one was
+    /// put.
+    pub(crate) fn try_get(kvm: &'k Kvm, root: Sp<'_>) -> Option<Self> {
+        // SAFETY: a valid refcount of a live root (`root`'s lifetime).
+        let got = unsafe { bindings::refcount_inc_not_zero(root_count(root.ptr())) };
+        // INVARIANT: the reference just taken.
+        got.then_some(RootRef {
+            kvm,
+            root: root.ptr(),
+        })
+    }
+
+    /// The reference that kvm.ko hands over to `put_root`.
+    ///
+    /// # Safety
+    ///
+    /// `root` is a root of `kvm`, and the caller owns a reference to it,
+    /// which it gives to the result.
+    pub(crate) unsafe fn from_raw(kvm: &'k Kvm, root: *mut bindings::kvm_mmu_page) -> Self {
+        // INVARIANT: by the caller's guarantee.
+        RootRef {
+            kvm,
+            // SAFETY: not null: a root.
+            root: unsafe { NonNull::new_unchecked(root) },
+        }
+    }
+
+    /// The root.
+    pub(crate) fn sp(&self) -> Sp<'_> {
+        // SAFETY: alive while the reference is held (type invariant).
+        unsafe { Sp::from_raw(self.root.as_ptr()) }
+    }
+
+    /// Give the reference to kvm.ko, which puts it with `put_root`.
+    pub(crate) fn into_raw(self) -> NonNull<bindings::kvm_mmu_page> {
+        let root = self.root;
+        core::mem::forget(self);
+        root
+    }
+}
+
+impl Drop for RootRef<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this value owns a reference (type invariant).
+        if !unsafe { bindings::refcount_dec_and_test(root_count(self.root)) } {
+            return;
+        }
+        // SAFETY: the last reference is ours: nobody can take another (a
+        // zero count is never raised again), and the root is still on the
+        // list, alive.
+        let sp = unsafe { Sp::from_raw(self.root.as_ptr()) };
+        // Only invalidated roots lose their last reference: the TDP MMU
+        // holds one to each valid root.
+        kernel::warn_on!(!sp.is_tdp_mmu_page() || !sp.is_invalid());
+        {
+            let _pages = self.kvm.lock_pages();
+            // SAFETY: the pages lock serializes list writers; the root is
+            // on the list.
+            unsafe { bindings::list_del_rcu(&raw mut (*self.root.as_ptr()).link) };
+        }
+        // SAFETY: off the list with its last reference gone: unreachable
+        // but by RCU readers that found it before.
+        let removed = unsafe { RemovedSp::from_raw(self.root) };
+        removed.free_after_grace_period(self.kvm);
+    }
+}
+
+impl<'a> Sp<'a> {
+    /// Whether a root awaits its zap after invalidation.
+    pub(crate) fn scheduled_to_zap(self) -> bool {
+        // SAFETY: the union member of TDP MMU pages; protected by mmu_lock.
+        unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap }
+    }
+
+    /// Mark the valid root `self` invalid and schedule its zap, which puts
+    /// the TDP MMU's reference; false if it was invalid already.
+    pub(crate) fn invalidate(self, _lock: &MmuWrite<'_>) -> bool {
+        if self.is_invalid() {
+            return false;
+        }
+        // SAFETY: the write lock orders all writers of the role and of the
+        // flag.
+        unsafe {
+            (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap = true;
+            (*self.raw()).role.__bindgen_anon_1.set_invalid(1);
+        }
+        true
+    }
+
+    /// If the root is scheduled for its zap, unschedule it and hand over
+    /// the TDP MMU's reference, which the zap puts when it is done.
+    pub(crate) fn take_scheduled_zap<'k>(
+        self,
+        kvm: &'k Kvm,
+        _lock: &impl MmuHeld,
+    ) -> Option<RootRef<'k>> {
+        if !self.scheduled_to_zap() {
+            return None;
+        }
+        // SAFETY: holders of mmu_lock serialize on the flag: writers hold
+        // it for write (`invalidate`), and the zaps of scheduled roots run
+        // one at a time (kvm.ko's `slots_lock` or VM teardown).
+        unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap = false };
+        // INVARIANT: the flag stood for the TDP MMU's reference (module
+        // invariants), cleared above so that it is handed over once.
+        Some(RootRef {
+            kvm,
+            root: self.ptr(),
+        })
+    }
+
+    /// References held on the root.
+    pub(crate) fn root_refs(self) -> u32 {
+        // SAFETY: a valid refcount.
+        unsafe { super::read_refcount(root_count(self.ptr())) as u32 }
+    }
+}

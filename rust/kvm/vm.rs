@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A VM, `struct kvm`: the fields and kvm.ko functions the TDP MMU uses.
+
+use core::sync::atomic::{AtomicI64, Ordering};
+
+use kernel::bindings;
+use kernel::sync::raw_rwlock::RawRwLock;
+
+use super::{c_wrapper, Sp};
+use crate::level::Level;
+use crate::mmio_gen::MmioMasks;
+use crate::spte::{Masks, Spte};
+
+c_wrapper!(
+    /// A VM, `struct kvm`.
+    Kvm,
+    bindings::kvm
+);
+
+impl Kvm {
+    pub(super) fn arch(&self) -> *mut bindings::kvm_arch {
+        // SAFETY: `self` is a valid `struct kvm`; this only computes a field
+        // address.
+        unsafe { &raw mut (*self.raw()).arch }
+    }
+
+    pub(super) fn mmu_lock(&self) -> &RawRwLock {
+        // SAFETY: `mmu_lock` is initialized at VM creation and lives as long
+        // as the VM.
+        unsafe { RawRwLock::from_raw(&raw mut (*self.raw()).mmu_lock) }
+    }
+
+    /// How this VM's MMIO SPTEs are laid out.
+    pub(crate) fn mmio_masks(&self) -> MmioMasks {
+        // SAFETY: the per-VM MMIO value is set at VM creation (and by SEV-ES
+        // setup, under kvm->lock, before vCPUs run); the global masks are
+        // fixed while the vendor module is loaded, which a VM pins.
+        unsafe {
+            MmioMasks {
+                value: core::ptr::read_volatile(&raw const (*self.arch()).shadow_mmio_value),
+                access: bindings::shadow_mmio_access_mask,
+                nonpresent_or_rsvd: bindings::shadow_nonpresent_or_rsvd_mask,
+                nonpresent_or_rsvd_lower_gfn: bindings::shadow_nonpresent_or_rsvd_lower_gfn_mask,
+            }
+        }
+    }
+
+    /// kvm.ko's MMU invalidation sequence (`mmu_invalidate_seq`), read once.
+    pub(crate) fn invalidate_seq(&self) -> u64 {
+        // SAFETY: a field of a valid VM; writers hold mmu_lock for write,
+        // and a racy read is what the lockless pre-check wants.
+        unsafe { core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_seq) as u64 }
+    }
+
+    /// Whether kvm.ko's single widened invalidation range holds `gfn`.
+    pub(crate) fn invalidate_union_contains(&self, gfn: u64) -> bool {
+        // SAFETY: fields of a valid VM, read under mmu_lock.
+        let (start, end) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_range_start),
+                core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_range_end),
+            )
+        };
+        start <= gfn && gfn < end
+    }
+
+    /// Whether the VM mirrors its private memory into an external page
+    /// table (TDX).
+    pub(crate) fn has_mirrored_tdp(&self) -> bool {
+        // SAFETY: the type is set before the MMU is initialized and never
+        // changes.
+        u32::from(unsafe { (*self.arch()).vm_type }) == bindings::KVM_X86_TDX_VM
+    }
+
+    /// Flush every vCPU's TLB for this VM; counted in the VM's statistics.
+    pub(crate) fn flush_remote_tlbs(&self) {
+        self.state().count(crate::stats::Counter::TlbFlushes);
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_flush_remote_tlbs(self.raw()) };
+    }
+
+    /// Flush the translations of the `level`-sized region holding `gfn`.
+    pub(crate) fn flush_remote_tlbs_gfn(&self, gfn: u64, level: Level) {
+        self.flush_remote_tlbs_range(level.round_gfn(gfn), level.pages());
+    }
+
+    /// Flush the translations of `[gfn, gfn + pages)`.
+    pub(crate) fn flush_remote_tlbs_range(&self, gfn: u64, pages: u64) {
+        self.state().count(crate::stats::Counter::TlbFlushes);
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_flush_remote_tlbs_range(self.raw(), gfn, pages) };
+    }
+
+    /// Account `count` more (or fewer) leaf mappings at `level` in the VM's
+    /// page statistics.
+    ///
+    /// The same atomic add as `kvm_update_page_stats()`, made here: the
+    /// exported function cost a call per leaf installed or removed.
+    #[inline]
+    pub(crate) fn update_page_stats(&self, level: Level, count: i32) {
+        fn len<T, const N: usize>(_: *mut [T; N]) -> usize {
+            N
+        }
+        // SAFETY: a field of a valid VM (no access, only its address).
+        let pages = unsafe { &raw mut (*self.raw()).stat.__bindgen_anon_1.pages };
+        // `pages_4k`, `_2m` and `_1g`: leaves exist at those levels only.
+        let index = level.index();
+        if kernel::warn_on!(index >= len(pages)) {
+            return;
+        }
+        // SAFETY: `index` is in bounds of the array.
+        let counter = unsafe { pages.cast::<bindings::atomic64_t>().add(index) };
+        // SAFETY: an `atomic64_t` is an aligned `s64` that kvm.ko, too,
+        // only changes atomically; it lives as long as the VM.
+        let counter = unsafe { AtomicI64::from_ptr(&raw mut (*counter).counter) };
+        counter.fetch_add(count.into(), Ordering::Relaxed);
+    }
+
+    /// The mode-dependent SPTE bits, as kvm.ko's vendor module set them
+    /// before any VM existed; read once per VM (`VmState::masks`).
+    pub(crate) fn masks(&self) -> Masks {
+        // SAFETY: read-mostly data that kvm.ko sets at vendor module load,
+        // before any VM exists.
+        unsafe {
+            Masks {
+                accessed: bindings::shadow_accessed_mask,
+                dirty: bindings::shadow_dirty_mask,
+                mmu_writable: bindings::shadow_mmu_writable_mask,
+                host_writable: bindings::shadow_host_writable_mask,
+                acc_track: bindings::shadow_acc_track_mask,
+            }
+        }
+    }
+
+    /// Whether dirty logging in the tree of `root` must write-protect
+    /// rather than clear Dirty bits (`tdp_mmu_need_write_protect()`): no
+    /// A/D bits, or the CPU's dirty log (PML) would record L2 addresses
+    /// for a nested guest's tree.
+    pub(crate) fn need_write_protect(&self, root: Sp<'_>) -> bool {
+        // SAFETY: reads KVM's configuration.
+        let ad_enabled = unsafe { bindings::kvm_tdp_mmu_provider_ad_enabled() };
+        // SAFETY: set at VM creation.
+        let pml = unsafe { (*self.arch()).cpu_dirty_log_size != 0 };
+        (pml && root.guest_mode()) || !ad_enabled
+    }
+
+    /// Whether `spte` is an MMIO SPTE of this VM.
+    pub(crate) fn is_mmio_spte(&self, spte: Spte) -> bool {
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_tdp_mmu_provider_is_mmio_spte(self.raw(), spte.0) }
+    }
+}
+
+/// Whether the current task should give up the CPU (`need_resched()`).
+pub(crate) fn need_resched() -> bool {
+    // SAFETY: reads the current task's flag.
+    unsafe { bindings::need_resched() }
+}

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What kvm_rtdp keeps per VM, in `kvm->arch.tdp_mmu_provider_data`.
+//!
+//! # Invariants
+//!
+//! A VM bound to kvm_rtdp has exactly one [`VmState`] from the moment its
+//! `init` entry stored it until its `uninit` entry takes it back; kvm.ko
+//! calls no other entry outside that span. Only `crate::entries` stores or
+//! takes it ([`Kvm::set_state`] and [`Kvm::take_state`] are `unsafe`).
+
+use kernel::cpu::CpuId;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+use super::{Kvm, Reclaimer, VmDebugfs};
+use crate::invalidations::Invalidations;
+use crate::spte::Masks;
+use crate::stats::{Counter, Stats};
+
+/// Per-VM state.
+pub(crate) struct VmState {
+    /// Event counts of the VM's MMU.
+    pub(crate) stats: Arc<Stats>,
+    /// MMU notifier invalidations in progress (`crate::retry`).
+    pub(crate) invalidations: Invalidations,
+    /// Removed page tables waiting for a grace period (`crate::reclaim`).
+    pub(crate) reclaim: Arc<Reclaimer>,
+    /// The mode-dependent SPTE bits, constant while the vendor module that
+    /// set them (and so the VM) lives.
+    pub(crate) masks: Masks,
+    /// The VM's debugfs directory, removed with the state.
+    pub(crate) _debugfs: Option<VmDebugfs>,
+}
+
+impl VmState {
+    /// Count one event, in the shard of the current CPU.
+    #[inline]
+    pub(crate) fn count(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Count `n` events at once: one atomic add for a batch.
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stats
+            .add_in(CpuId::current().as_u32() as usize, counter, n);
+    }
+}
+
+impl Kvm {
+    fn state_slot(&self) -> *mut *mut core::ffi::c_void {
+        // SAFETY: field address of a valid VM.
+        unsafe { &raw mut (*self.arch()).tdp_mmu_provider_data }
+    }
+
+    /// Give the VM its state.
+    ///
+    /// # Safety
+    ///
+    /// Called from the `init` entry, before any other entry of the VM can
+    /// run, and only once.
+    pub(crate) unsafe fn set_state(&self, state: KBox<VmState>) {
+        // INVARIANT: the state is stored once, before the other entries.
+        // SAFETY: nothing else reads or writes the slot yet (the caller's
+        // guarantee).
+        unsafe { *self.state_slot() = KBox::into_raw(state).cast() };
+    }
+
+    /// Take the VM's state back.
+    ///
+    /// # Safety
+    ///
+    /// Called from the `uninit` entry, after every other entry of the VM
+    /// has returned, and only once; nothing borrowed from [`Kvm::state`]
+    /// is live.
+    pub(crate) unsafe fn take_state(&self) -> KBox<VmState> {
+        // SAFETY: by the caller's guarantee nothing else uses the slot,
+        // which holds the box `set_state` stored (the type invariant).
+        unsafe {
+            let state = core::ptr::replace(self.state_slot(), core::ptr::null_mut());
+            KBox::from_raw(state.cast())
+        }
+    }
+
+    /// The VM's state.
+    #[inline]
+    pub(crate) fn state(&self) -> &VmState {
+        // SAFETY: every entry but `init` and `uninit` runs between them,
+        // while the box lives (the type invariant); `&self` of such an
+        // entry does not outlive it.
+        unsafe { &*(*self.state_slot()).cast::<VmState>() }
+    }
+}
