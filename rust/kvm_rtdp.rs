@@ -37,6 +37,8 @@ pub mod stats;
 
 mod age;
 mod changes;
+#[cfg(rtdp_compile_fail)]
+mod compile_fail;
 mod direct_map;
 mod dirty;
 mod entries;

@@ -132,6 +132,14 @@ for flavour in $kernels; do
 
 	ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko$sfx" "see the messages above"
 	record ok "build kvm_rtdp.ko$sfx"
+	# The misuses the types rule out must not compile (once: the rules do
+	# not depend on the kernel's configuration).
+	if [ "$flavour" = "${kernels%% *}" ]; then
+		log "host: compile-fail cases (rust/compile_fail.rs)"
+		bash "$RTDP_ROOT/scripts/compile-fail.sh" >>"$RTDP_RESULTS" 2>"$out/compile-fail.log" ||
+			grep -q '^not ok compile-fail' "$RTDP_RESULTS" ||
+			record "not ok" "compile-fail" "see $out/compile-fail.log"
+	fi
 	# The selftests are built once, against the first kernel's headers:
 	# both kernels share the binaries (scripts/kernel.sh).
 	if [ "$flavour" = "${kernels%% *}" ]; then
