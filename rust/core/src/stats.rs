@@ -5,102 +5,73 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// What a VM's MMU counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
+/// Declares [`Counter`], [`COUNTERS`] and [`Counter::name`] from one list,
+/// so that they cannot disagree.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What a VM's MMU counts.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[$doc])* $variant,)*
+        }
+
+        /// Every counter, in the order the `stats` file shows them.
+        pub const COUNTERS: [Counter; 0 $(+ { let _ = Counter::$variant; 1 })*] =
+            [$(Counter::$variant),*];
+
+        impl Counter {
+            /// The counter's name in the `stats` file.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
     /// Faults that installed a leaf or MMIO SPTE.
-    FaultsFixed,
+    FaultsFixed => "faults_fixed",
     /// Faults that found their SPTE fixed by somebody else.
-    FaultsSpurious,
+    FaultsSpurious => "faults_spurious",
     /// Faults retried because an SPTE on their way was frozen.
-    RetriesFrozen,
+    RetriesFrozen => "retries_frozen",
     /// Faults retried because an SPTE changed under their cmpxchg.
-    RetriesRaced,
+    RetriesRaced => "retries_raced",
     /// Faults retried because their gfn is inside an invalidation.
-    RetriesRange,
+    RetriesRange => "retries_range",
     /// Faults retried because an invalidation ended since their lookup.
-    RetriesSeq,
+    RetriesSeq => "retries_seq",
     /// Faults not retried that upstream's widened range would have retried.
-    RetriesAvoided,
+    RetriesAvoided => "retries_avoided",
     /// Locked retry checks kvm.ko asked of kvm_rtdp: only faults that ran
     /// while an invalidation was in progress or after the sequence moved
     /// (kvm.ko answers the others inline).
-    RetryChecks,
+    RetryChecks => "retry_checks",
     /// MMIO SPTEs installed.
-    MmioSptes,
+    MmioSptes => "mmio_sptes",
     /// Page tables linked into the tree.
-    TablesLinked,
+    TablesLinked => "tables_linked",
     /// Page tables removed from the tree (freed after a grace period).
-    TablesRemoved,
+    TablesRemoved => "tables_removed",
     /// Leaf SPTEs zapped.
-    LeafsZapped,
+    LeafsZapped => "leafs_zapped",
     /// Remote TLB flushes issued by kvm_rtdp, or asked of kvm.ko by the
     /// return value of an entry.
-    TlbFlushes,
+    TlbFlushes => "tlb_flushes",
     /// Leaf SPTEs made read-only for dirty logging or write-tracking.
-    SptesWriteProtected,
+    SptesWriteProtected => "sptes_write_protected",
     /// Leaf SPTEs whose Dirty (or Writable) bit dirty logging cleared.
-    DirtyBitsCleared,
+    DirtyBitsCleared => "dirty_bits_cleared",
     /// Huge pages split into a table of smaller pages, outside faults.
-    HugePagesSplit,
+    HugePagesSplit => "huge_pages_split",
     /// Tables replaced by a huge page again after dirty logging.
-    HugePagesRecovered,
+    HugePagesRecovered => "huge_pages_recovered",
     /// Leaf SPTEs aged (Accessed bit cleared or access-tracked).
-    SptesAged,
+    SptesAged => "sptes_aged",
     /// Tables zapped by NX huge page recovery.
-    NxHugePagesZapped,
-}
-
-/// Every counter, in the order the `stats` file shows them; the match in
-/// [`Counter::name`] and this list are checked against each other by the
-/// tests below.
-pub const COUNTERS: [Counter; 19] = [
-    Counter::FaultsFixed,
-    Counter::FaultsSpurious,
-    Counter::RetriesFrozen,
-    Counter::RetriesRaced,
-    Counter::RetriesRange,
-    Counter::RetriesSeq,
-    Counter::RetriesAvoided,
-    Counter::RetryChecks,
-    Counter::MmioSptes,
-    Counter::TablesLinked,
-    Counter::TablesRemoved,
-    Counter::LeafsZapped,
-    Counter::TlbFlushes,
-    Counter::SptesWriteProtected,
-    Counter::DirtyBitsCleared,
-    Counter::HugePagesSplit,
-    Counter::HugePagesRecovered,
-    Counter::SptesAged,
-    Counter::NxHugePagesZapped,
-];
-
-impl Counter {
-    /// The counter's name in the `stats` file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Counter::FaultsFixed => "faults_fixed",
-            Counter::FaultsSpurious => "faults_spurious",
-            Counter::RetriesFrozen => "retries_frozen",
-            Counter::RetriesRaced => "retries_raced",
-            Counter::RetriesRange => "retries_range",
-            Counter::RetriesSeq => "retries_seq",
-            Counter::RetriesAvoided => "retries_avoided",
-            Counter::RetryChecks => "retry_checks",
-            Counter::MmioSptes => "mmio_sptes",
-            Counter::TablesLinked => "tables_linked",
-            Counter::TablesRemoved => "tables_removed",
-            Counter::LeafsZapped => "leafs_zapped",
-            Counter::TlbFlushes => "tlb_flushes",
-            Counter::SptesWriteProtected => "sptes_write_protected",
-            Counter::DirtyBitsCleared => "dirty_bits_cleared",
-            Counter::HugePagesSplit => "huge_pages_split",
-            Counter::HugePagesRecovered => "huge_pages_recovered",
-            Counter::SptesAged => "sptes_aged",
-            Counter::NxHugePagesZapped => "nx_huge_pages_zapped",
-        }
-    }
+    NxHugePagesZapped => "nx_huge_pages_zapped",
 }
 
 /// Shards of the counters.
@@ -161,9 +132,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_counter_listed_once_in_declaration_order() {
+    fn counters_in_declaration_order_with_distinct_names() {
         for (i, counter) in COUNTERS.iter().enumerate() {
             assert_eq!(*counter as usize, i, "{}", counter.name());
+            for other in &COUNTERS[..i] {
+                assert_ne!(other.name(), counter.name());
+            }
         }
     }
 
