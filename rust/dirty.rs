@@ -35,19 +35,6 @@ use crate::roots::{self, Roots};
 use crate::spte::{Spte, WRITABLE};
 use crate::stats::Counter;
 
-/// The lowest level at which `min_level` asks for write-protection, or
-/// `None` (a kvm.ko bug, reported) when it is above the largest huge page.
-fn min_level_of(min_level: i32) -> Option<Level> {
-    let level = u8::try_from(min_level).ok().and_then(Level::new);
-    match level {
-        Some(level) if level <= Level::PG_1G => Some(level),
-        _ => {
-            kernel::warn_on!(true);
-            None
-        }
-    }
-}
-
 /// Clear the Writable bit of every leaf SPTE at or above `min_level` that
 /// maps `slot`, in every valid root. Returns whether any changed (a TLB
 /// flush is due).
@@ -55,11 +42,8 @@ pub(crate) fn wrprot_slot(
     kvm: &Kvm,
     lock: &mut MmuRead<'_>,
     slot: &Memslot,
-    min_level: i32,
+    min_level: Level,
 ) -> bool {
-    let Some(min_level) = min_level_of(min_level) else {
-        return false;
-    };
     let mut changed = false;
     let mut roots = Roots::new(kvm, RootTypes::DIRECT, Some(slot.as_id()));
     while let Some(root) = roots.next(lock) {
@@ -183,11 +167,8 @@ pub(crate) fn write_protect_gfn(
     lock: &MmuWrite<'_>,
     slot: &Memslot,
     gfn: u64,
-    min_level: i32,
+    min_level: Level,
 ) -> bool {
-    let Some(min_level) = min_level_of(min_level) else {
-        return false;
-    };
     let masks = kvm.state().masks;
     let mut changed = false;
     roots::for_each_valid_locked(lock, slot.as_id(), |root| {

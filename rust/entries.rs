@@ -20,13 +20,26 @@ use crate::kvm::{
 use crate::level::Level;
 use crate::spte::Spte;
 
+/// The level kvm.ko passes as a C int, if it is one a leaf can have (4 KiB
+/// to 1 GiB); anything else is a kvm.ko bug, reported.
+fn leaf_level(level: c_int) -> Option<Level> {
+    let level = u8::try_from(level).ok().and_then(Level::new);
+    match level {
+        Some(level) if level <= Level::PG_1G => Some(level),
+        _ => {
+            kernel::warn_on!(true);
+            None
+        }
+    }
+}
+
 /// The ops table kvm_rtdp registers (`name` and `owner` filled in by the
 /// caller).
 pub(crate) fn ops(module: &'static ThisModule, name: &'static CStr) -> bindings::kvm_tdp_mmu_ops {
     bindings::kvm_tdp_mmu_ops {
         size: core::mem::size_of::<bindings::kvm_tdp_mmu_ops>(),
         owner: module.as_ptr(),
-        name: name.as_ptr().cast(),
+        name: name.as_char_ptr(),
         bind: Some(bind),
         init: Some(init),
         uninit: Some(uninit),
@@ -54,7 +67,6 @@ pub(crate) fn ops(module: &'static ThisModule, name: &'static CStr) -> bindings:
         write_protect_gfn: Some(write_protect_gfn),
         recover_huge_pages: Some(recover_huge_pages),
         try_split_huge_pages: Some(try_split_huge_pages),
-        ..Default::default()
     }
 }
 
@@ -72,6 +84,10 @@ extern "C" fn bind(kvm: *mut bindings::kvm) -> bool {
     true
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_mmu_init_tdp_mmu()`.
 unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
     // SAFETY: a valid VM for the call.
     let kvm = unsafe { Kvm::from_raw(kvm) };
@@ -85,6 +101,10 @@ unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
     }
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_mmu_uninit_tdp_mmu()`.
 unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
     // SAFETY: a valid VM for the call.
     let kvm = unsafe { Kvm::from_raw(kvm) };
@@ -95,11 +115,19 @@ unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
     crate::vm::drop_state(state);
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_alloc_root()`.
 unsafe extern "C" fn alloc_root(vcpu: *mut bindings::kvm_vcpu, mirror: bool) {
     // SAFETY: a valid vCPU, running MMU code.
     crate::roots::alloc_root(unsafe { Vcpu::from_raw(vcpu) }, mirror);
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_put_root()`.
 unsafe extern "C" fn put_root(kvm: *mut bindings::kvm, root: *mut bindings::kvm_mmu_page) {
     // SAFETY: a valid VM for the call.
     let kvm = unsafe { Kvm::from_raw(kvm) };
@@ -108,6 +136,10 @@ unsafe extern "C" fn put_root(kvm: *mut bindings::kvm, root: *mut bindings::kvm_
     drop(unsafe { RootRef::from_raw(kvm, root) });
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_invalidate_roots()`.
 unsafe extern "C" fn invalidate_roots(
     kvm: *mut bindings::kvm,
     types: bindings::kvm_tdp_mmu_root_types,
@@ -119,6 +151,10 @@ unsafe extern "C" fn invalidate_roots(
     crate::roots::invalidate_roots(&lock, RootTypes(types));
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_zap_invalidated_roots()`.
 unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool) {
     // SAFETY: a valid VM, called without mmu_lock.
     let kvm = unsafe { Kvm::from_raw(kvm) };
@@ -129,26 +165,34 @@ unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool
     }
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_zap_all()`.
 unsafe extern "C" fn zap_all(kvm: *mut bindings::kvm) {
     // SAFETY: a valid VM; kvm.ko holds mmu_lock for write.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
-    crate::zap::zap_all(kvm, &mut unsafe { MmuWrite::assume(kvm) });
+    let mut lock = unsafe { MmuWrite::assume(kvm) };
+    crate::zap::zap_all(kvm, &mut lock);
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_zap_leafs()`.
 unsafe extern "C" fn zap_leafs(kvm: *mut bindings::kvm, start: u64, end: u64, flush: bool) -> bool {
     // SAFETY: a valid VM; kvm.ko holds mmu_lock for write.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
-    crate::zap::zap_leafs(
-        kvm,
-        &mut unsafe { MmuWrite::assume(kvm) },
-        start,
-        end,
-        flush,
-    )
+    let mut lock = unsafe { MmuWrite::assume(kvm) };
+    crate::zap::zap_leafs(kvm, &mut lock, start, end, flush)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_unmap_gfn_range()`.
 unsafe extern "C" fn unmap_gfn_range(
     kvm: *mut bindings::kvm,
     range: *mut bindings::kvm_gfn_range,
@@ -161,6 +205,10 @@ unsafe extern "C" fn unmap_gfn_range(
     crate::zap::unmap_gfn_range(kvm, &mut lock, range, flush)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_map()`.
 unsafe extern "C" fn map(
     vcpu: *mut bindings::kvm_vcpu,
     fault: *mut bindings::kvm_page_fault,
@@ -172,6 +220,10 @@ unsafe extern "C" fn map(
     crate::fault::map(vcpu, &lock, fault).to_c()
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_get_walk()`.
 unsafe extern "C" fn get_walk(
     vcpu: *mut bindings::kvm_vcpu,
     addr: u64,
@@ -192,6 +244,10 @@ unsafe extern "C" fn get_walk(
     crate::lockless::get_walk(vcpu, &rcu, addr, sptes)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_fast_pf_get_last_sptep()`.
 unsafe extern "C" fn fast_pf_get_last_sptep(
     vcpu: *mut bindings::kvm_vcpu,
     gfn: u64,
@@ -212,21 +268,37 @@ unsafe extern "C" fn fast_pf_get_last_sptep(
     }
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking its `invalidate_start` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_start(kvm: *mut bindings::kvm) {
     // SAFETY: a valid VM; mmu_lock held for write.
     crate::retry::start(unsafe { Kvm::from_raw(kvm) });
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking its `invalidate_range_add` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_range_add(kvm: *mut bindings::kvm, start: u64, end: u64) {
     // SAFETY: a valid VM; mmu_lock held for write.
     crate::retry::range_add(unsafe { Kvm::from_raw(kvm) }, start, end);
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking its `invalidate_end` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_end(kvm: *mut bindings::kvm) {
     // SAFETY: a valid VM; mmu_lock held for write.
     crate::retry::end(unsafe { Kvm::from_raw(kvm) });
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking its `invalidate_retry_gfn` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_retry_gfn(
     kvm: *mut bindings::kvm,
     mmu_seq: usize,
@@ -237,11 +309,19 @@ unsafe extern "C" fn invalidate_retry_gfn(
     crate::retry::must_retry(unsafe { Kvm::from_raw(kvm) }, mmu_seq as u64, gfn, locked)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking its `check_mmio_spte` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn check_mmio_spte(vcpu: *mut bindings::kvm_vcpu, spte: u64) -> bool {
     // SAFETY: a valid vCPU.
     crate::mmio::check(unsafe { Vcpu::from_raw(vcpu) }, Spte(spte))
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_zap_possible_nx_huge_page()`.
 unsafe extern "C" fn zap_possible_nx_huge_page(
     kvm: *mut bindings::kvm,
     sp: *mut bindings::kvm_mmu_page,
@@ -257,6 +337,10 @@ unsafe extern "C" fn zap_possible_nx_huge_page(
     crate::zap::zap_possible_nx_huge_page(kvm, &lock, sp)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_age_gfn_range()`.
 unsafe extern "C" fn age_gfn_range(
     kvm: *mut bindings::kvm,
     range: *mut bindings::kvm_gfn_range,
@@ -266,6 +350,10 @@ unsafe extern "C" fn age_gfn_range(
     crate::age::age(kvm, range, crate::age::Aging::Clear)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_test_age_gfn()`.
 unsafe extern "C" fn test_age_gfn(
     kvm: *mut bindings::kvm,
     range: *mut bindings::kvm_gfn_range,
@@ -275,6 +363,10 @@ unsafe extern "C" fn test_age_gfn(
     crate::age::age(kvm, range, crate::age::Aging::Test)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_wrprot_slot()`.
 unsafe extern "C" fn wrprot_slot(
     kvm: *mut bindings::kvm,
     slot: *const bindings::kvm_memory_slot,
@@ -282,11 +374,18 @@ unsafe extern "C" fn wrprot_slot(
 ) -> bool {
     // SAFETY: a valid VM and memslot; mmu_lock held for read.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    let Some(min_level) = leaf_level(min_level) else {
+        return false;
+    };
     // SAFETY: as above.
     let mut lock = unsafe { MmuRead::assume(kvm) };
     crate::dirty::wrprot_slot(kvm, &mut lock, slot, min_level)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_clear_dirty_slot()`.
 unsafe extern "C" fn clear_dirty_slot(
     kvm: *mut bindings::kvm,
     slot: *const bindings::kvm_memory_slot,
@@ -298,6 +397,10 @@ unsafe extern "C" fn clear_dirty_slot(
     crate::dirty::clear_dirty_slot(kvm, &mut lock, slot)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_clear_dirty_pt_masked()`.
 unsafe extern "C" fn clear_dirty_pt_masked(
     kvm: *mut bindings::kvm,
     slot: *mut bindings::kvm_memory_slot,
@@ -312,6 +415,10 @@ unsafe extern "C" fn clear_dirty_pt_masked(
     crate::dirty::clear_dirty_pt_masked(kvm, &lock, slot, gfn, mask as u64, wrprot)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_write_protect_gfn()`.
 unsafe extern "C" fn write_protect_gfn(
     kvm: *mut bindings::kvm,
     slot: *mut bindings::kvm_memory_slot,
@@ -320,11 +427,18 @@ unsafe extern "C" fn write_protect_gfn(
 ) -> bool {
     // SAFETY: a valid VM and memslot; mmu_lock held for write.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
+    let Some(min_level) = leaf_level(min_level) else {
+        return false;
+    };
     // SAFETY: as above.
     let lock = unsafe { MmuWrite::assume(kvm) };
     crate::dirty::write_protect_gfn(kvm, &lock, slot, gfn, min_level)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_recover_huge_pages()`.
 unsafe extern "C" fn recover_huge_pages(
     kvm: *mut bindings::kvm,
     slot: *const bindings::kvm_memory_slot,
@@ -336,6 +450,10 @@ unsafe extern "C" fn recover_huge_pages(
     crate::huge_pages::recover(kvm, &mut lock, slot)
 }
 
+/// # Safety
+///
+/// Called by kvm.ko through the ops table, with the arguments and the
+/// locking of `kvm_tdp_mmu_try_split_huge_pages()`.
 unsafe extern "C" fn try_split_huge_pages(
     kvm: *mut bindings::kvm,
     slot: *const bindings::kvm_memory_slot,
@@ -347,25 +465,16 @@ unsafe extern "C" fn try_split_huge_pages(
     // SAFETY: a valid VM and memslot; mmu_lock held for read if `shared`,
     // else for write.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
+    let Some(target_level) = leaf_level(target_level) else {
+        return;
+    };
     if shared {
         // SAFETY: as above.
-        crate::huge_pages::try_split(
-            kvm,
-            &mut unsafe { MmuRead::assume(kvm) },
-            slot,
-            start,
-            end,
-            target_level,
-        )
+        let mut lock = unsafe { MmuRead::assume(kvm) };
+        crate::huge_pages::try_split(kvm, &mut lock, slot, start, end, target_level)
     } else {
         // SAFETY: as above.
-        crate::huge_pages::try_split(
-            kvm,
-            &mut unsafe { MmuWrite::assume(kvm) },
-            slot,
-            start,
-            end,
-            target_level,
-        )
+        let mut lock = unsafe { MmuWrite::assume(kvm) };
+        crate::huge_pages::try_split(kvm, &mut lock, slot, start, end, target_level)
     }
 }

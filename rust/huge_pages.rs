@@ -56,10 +56,9 @@ pub(crate) fn try_split(
     slot: &Memslot,
     start: u64,
     end: u64,
-    target_level: i32,
+    target_level: Level,
 ) {
-    let target = u8::try_from(target_level).ok().and_then(Level::new);
-    let Some(min_level) = target.and_then(Level::upper) else {
+    let Some(min_level) = target_level.upper() else {
         kernel::warn_on!(true);
         return;
     };

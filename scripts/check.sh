@@ -132,9 +132,13 @@ for flavour in $kernels; do
 
 	ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko$sfx" "see the messages above"
 	record ok "build kvm_rtdp.ko$sfx"
-	# The misuses the types rule out must not compile (once: the rules do
-	# not depend on the kernel's configuration).
+	# Clippy, and the misuses the types rule out, which must not compile
+	# (once: neither depends on the kernel's configuration).
 	if [ "$flavour" = "${kernels%% *}" ]; then
+		log "host: clippy (CLIPPY=1)"
+		bash "$RTDP_ROOT/scripts/clippy.sh" >>"$RTDP_RESULTS" 2>"$out/clippy.log" ||
+			grep -q '^not ok clippy' "$RTDP_RESULTS" ||
+			record "not ok" "clippy" "see $out/clippy.log"
 		log "host: compile-fail cases (rust/compile_fail.rs)"
 		bash "$RTDP_ROOT/scripts/compile-fail.sh" >>"$RTDP_RESULTS" 2>"$out/compile-fail.log" ||
 			grep -q '^not ok compile-fail' "$RTDP_RESULTS" ||

@@ -11,6 +11,7 @@ pkgs=(
 	"rust-web-src=$RTDP_RUSTC_DEB_VERSION"
 	"libstd-rust-web-dev=$RTDP_RUSTC_DEB_VERSION"
 	"rustfmt-web=$RTDP_RUSTC_DEB_VERSION"
+	"rust-web-clippy=$RTDP_RUSTC_DEB_VERSION"
 	clang-19 lld-19 llvm-19 libclang-19-dev
 	make gcc libc6-dev git flex bison bc libelf-dev libssl-dev
 	cpio kmod busybox-static qemu-system-x86 xz-utils ca-certificates

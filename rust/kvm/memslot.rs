@@ -39,7 +39,7 @@ impl GfnRange {
     /// The address space of the range's memslot.
     pub(crate) fn as_id(&self) -> i32 {
         // SAFETY: notifier ranges always carry their memslot.
-        unsafe { (*self.get().slot).as_id as i32 }
+        i32::from(unsafe { (*self.get().slot).as_id })
     }
 }
 
@@ -63,7 +63,7 @@ impl Memslot {
     }
 
     pub(crate) fn as_id(&self) -> i32 {
-        self.get().as_id as i32
+        i32::from(self.get().as_id)
     }
 
     /// Whether dirty logging is on (`kvm_slot_dirty_track_enabled()`).

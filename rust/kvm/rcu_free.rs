@@ -140,6 +140,10 @@ impl Reclaimer {
 }
 
 /// The RCU callback of a reclaim slot.
+///
+/// # Safety
+///
+/// Called by RCU for a head that `Reclaimer::submit` posted.
 unsafe extern "C" fn reclaim_callback(head: *mut bindings::callback_head) {
     let offset = core::mem::offset_of!(Batch, head);
     // SAFETY: `head` is the `head` of a `Batch` (posted by

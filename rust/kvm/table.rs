@@ -144,7 +144,7 @@ impl<'a> Sptep<'a> {
     /// The header of the table the SPTE is in.
     #[inline]
     pub(crate) fn sp(self) -> Sp<'a> {
-        let base = (self.ptr.as_ptr() as usize) & !(bindings::PAGE_SIZE as usize - 1);
+        let base = (self.ptr.as_ptr() as usize) & !(bindings::PAGE_SIZE - 1);
         // SAFETY: the page holding a table entry is the table (type
         // invariant), alive for `'a`; not null, being a page of it.
         unsafe { Sp::of_table(NonNull::new_unchecked(base as *mut u64)) }

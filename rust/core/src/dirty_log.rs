@@ -62,7 +62,7 @@ impl GfnMask {
         if self.mask == 0 {
             return None;
         }
-        let gfn = self.base + self.mask.trailing_zeros() as u64;
+        let gfn = self.base + u64::from(self.mask.trailing_zeros());
         if gfn >= end {
             return None;
         }
