@@ -39,7 +39,6 @@ mod age;
 mod changes;
 #[cfg(rtdp_compile_fail)]
 mod compile_fail;
-mod direct_map;
 mod dirty;
 mod entries;
 mod fault;
@@ -90,7 +89,7 @@ struct KvmRtdp {
 
 impl kernel::Module for KvmRtdp {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        direct_map::init()?;
+        kvm::direct_map::init()?;
         let debugfs = kvm::DebugfsRoot::new()?;
         let provider = kvm::ProviderRegistration::new(entries::ops(module, c"kvm_rtdp"))?;
         pr_info!(

@@ -36,6 +36,7 @@
 //! checks. [`PagesGuard`] is `tdp_mmu_pages_lock`, held.
 
 mod debugfs;
+pub(crate) mod direct_map;
 mod fault;
 mod lock;
 mod make_spte;

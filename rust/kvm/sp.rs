@@ -172,7 +172,7 @@ impl<'a> Sp<'a> {
         // SAFETY: TDP MMU page tables record their header in page_private()
         // (tdp_mmu_init_sp()).
         let sp = unsafe {
-            (*crate::direct_map::virt_to_page(table.as_ptr()))
+            (*super::direct_map::virt_to_page(table.as_ptr()))
                 .__bindgen_anon_1
                 .__bindgen_anon_1
                 .private

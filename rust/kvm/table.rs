@@ -67,7 +67,7 @@ impl<'a> Table<'a> {
 
     /// The physical address, as the hardware and `kvm_mmu.root.hpa` see it.
     pub(crate) fn phys(self) -> u64 {
-        crate::direct_map::virt_to_phys(self.ptr.as_ptr())
+        super::direct_map::virt_to_phys(self.ptr.as_ptr())
     }
 
     /// Whether the non-leaf `spte` at the level above links this table.
@@ -163,7 +163,7 @@ impl<'a> Sptep<'a> {
             && !old.is_leaf(self.level)
             && (!new.is_present() || new.is_leaf(self.level) || new.pfn() != old.pfn());
         let removed = unlinks.then(|| {
-            let table = crate::direct_map::phys_to_virt(old.0 & BASE_ADDR_MASK);
+            let table = super::direct_map::phys_to_virt(old.0 & BASE_ADDR_MASK);
             // SAFETY: `old` linked a table, which this exchange unlinked, so
             // nothing links it now and only this thread knows; tables live
             // until a grace period after they are removed.
@@ -272,7 +272,7 @@ impl iter::Tables for KernelTables {
     fn child(&self, spte: Spte) -> RawTable {
         // Page tables are direct-map pages; the iterator asks only for the
         // child of a present non-leaf SPTE.
-        let virt = crate::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
+        let virt = super::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
         RawTable(NonNull::new(virt).expect("SPTE points to no table"))
     }
 }

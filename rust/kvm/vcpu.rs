@@ -57,7 +57,7 @@ impl Vcpu {
         if hpa == INVALID_PAGE {
             return None;
         }
-        let table = NonNull::new(crate::direct_map::phys_to_virt(hpa))?;
+        let table = NonNull::new(super::direct_map::phys_to_virt(hpa))?;
         // SAFETY: the table of a root the vCPU holds a reference to (see
         // above).
         Some(unsafe { Sp::of_table(table) })

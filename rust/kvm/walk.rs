@@ -101,7 +101,7 @@ impl Cursor {
         if !spte.is_present() || spte.is_leaf(self.level()) {
             return None;
         }
-        let virt = crate::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
+        let virt = super::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
         // SAFETY: the table a present non-leaf SPTE read in this section
         // linked stays allocated until the section ends (freed only after a
         // grace period), and the section is held while `self` is borrowed.

@@ -133,18 +133,18 @@ pub(crate) fn init() -> Result {
 
 /// The direct-map address of physical address `phys`.
 #[inline]
-pub(crate) fn phys_to_virt(phys: u64) -> *mut u64 {
+pub(super) fn phys_to_virt(phys: u64) -> *mut u64 {
     imp::phys_to_virt(phys) as *mut u64
 }
 
 /// The physical address of the direct-map address `virt`.
 #[inline]
-pub(crate) fn virt_to_phys(virt: *const u64) -> u64 {
+pub(super) fn virt_to_phys(virt: *const u64) -> u64 {
     imp::virt_to_phys(virt as usize)
 }
 
 /// The `struct page` of the direct-map address `virt`.
 #[inline]
-pub(crate) fn virt_to_page(virt: *const u64) -> *mut bindings::page {
+pub(super) fn virt_to_page(virt: *const u64) -> *mut bindings::page {
     imp::virt_to_page(virt as usize)
 }
