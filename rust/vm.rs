@@ -22,7 +22,7 @@ static VMS: AtomicU64 = AtomicU64::new(0);
 /// counts VMs since the module was loaded).
 pub(crate) fn new_state(kvm: &Kvm) -> Result<KBox<VmState>> {
     let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
-    let reclaim = Arc::new(Reclaimer::new(crate::rcu_budget()), GFP_KERNEL)?;
+    let reclaim = Arc::pin_init(Reclaimer::new(crate::rcu_budget()), GFP_KERNEL)?;
     let n = VMS.fetch_add(1, Ordering::Relaxed);
     let name = CString::try_from_fmt(fmt!("{}-{}", kernel::current!().pid(), n))?;
     let debugfs = VmDebugfs::new(&name, stats.clone(), reclaim.clone())?;

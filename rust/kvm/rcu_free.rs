@@ -8,6 +8,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::bindings;
+use kernel::prelude::*;
 use kernel::sync::rcu;
 use kernel::types::Opaque;
 
@@ -43,9 +44,11 @@ impl reclaim::Links for SpLinks {
 }
 
 /// The RCU head of one of a VM's reclaim slots.
+#[pin_data]
 struct Batch {
+    #[pin]
     head: Opaque<bindings::callback_head>,
-    slot: usize,
+    index: usize,
 }
 
 /// A VM's deferred freeing of removed page tables (`crate::reclaim`): the
@@ -53,11 +56,13 @@ struct Batch {
 ///
 /// # Invariants
 ///
-/// `batches[i].slot == i`, and a `Reclaimer` is not moved or dropped while
-/// a callback of its slots is in flight ([`Reclaimer::drain`] runs before
-/// the VM state goes away).
+/// `batches[i].index == i`. The value is pinned (made only in place, by
+/// [`Reclaimer::new`]), so its heads do not move while `call_rcu()` holds
+/// them, and its drop waits for every callback of its slots.
+#[pin_data(PinnedDrop)]
 pub(crate) struct Reclaimer {
     core: reclaim::Reclaim<RECLAIM_SLOTS>,
+    #[pin]
     batches: [Batch; RECLAIM_SLOTS],
 }
 
@@ -70,15 +75,15 @@ unsafe impl Sync for Reclaimer {}
 impl Reclaimer {
     /// Nothing pending, `budget` tables allowed to wait before paths that
     /// may sleep wait for a grace period themselves.
-    pub(crate) fn new(budget: u64) -> Self {
-        Reclaimer {
+    pub(crate) fn new(budget: u64) -> impl PinInit<Self> {
+        pin_init!(Reclaimer {
             core: reclaim::Reclaim::new(budget),
             // INVARIANT: slot numbers match positions.
-            batches: core::array::from_fn(|slot| Batch {
+            batches <- pin_init::pin_init_array_from_fn(|index| pin_init!(Batch {
                 head: Opaque::uninit(),
-                slot,
-            }),
-        }
+                index,
+            })),
+        })
     }
 
     /// The accounting, for statistics and the budget.
@@ -99,8 +104,9 @@ impl Reclaimer {
     fn submit(&self) {
         if let Some(slot) = self.core.submit() {
             // The callback frees exactly the slot's chain; `self` outlives
-            // it (type invariant), and so does the module, which waits for
-            // its callbacks before unloading (`ProviderRegistration::drop`).
+            // it (its drop waits for it, and it does not move: type
+            // invariants), and so does the module, which waits for its
+            // callbacks before unloading (`ProviderRegistration::drop`).
             // SAFETY: the slot, and so its head, is ours until its callback
             // reports it done; see above for the callback's lifetime.
             unsafe { rcu::call_rcu(self.batches[slot].head.get(), reclaim_callback) };
@@ -150,16 +156,28 @@ unsafe extern "C" fn reclaim_callback(head: *mut bindings::callback_head) {
     // `Reclaimer::submit`); container_of().
     let batch = unsafe { &*head.cast::<u8>().sub(offset).cast::<Batch>() };
     let offset = core::mem::offset_of!(Reclaimer, batches);
-    // SAFETY: `batch` is element `batch.slot` of the `batches` of a live
+    // SAFETY: `batch` is element `batch.index` of the `batches` of a live
     // `Reclaimer` (its invariants); container_of().
     let reclaimer = unsafe {
         &*core::ptr::from_ref(batch)
-            .sub(batch.slot)
+            .sub(batch.index)
             .cast::<u8>()
             .sub(offset)
             .cast::<Reclaimer>()
     };
-    let count = Reclaimer::free(reclaimer.core.take(batch.slot));
-    reclaimer.core.done(batch.slot, count);
+    let count = Reclaimer::free(reclaimer.core.take(batch.index));
+    reclaimer.core.done(batch.index, count);
     reclaimer.submit();
+}
+
+#[pinned_drop]
+impl PinnedDrop for Reclaimer {
+    /// Wait for what is pending and for every callback of the slots to
+    /// have returned: they use the heads and, after reporting their slot
+    /// done, `submit` on `self`, so a pending count of zero is not enough.
+    /// `tdp_mmu.c` ends its teardown with `rcu_barrier()` too.
+    fn drop(self: Pin<&mut Self>) {
+        self.drain();
+        rcu::rcu_barrier();
+    }
 }
