@@ -22,7 +22,32 @@ export RTDP_RESULTS="$out/results"
 : >"$RTDP_RESULTS"
 t0=$SECONDS
 
+# The kernel's own KTAP parser must read the report as we count it.
+kunit_parse() {
+	local py="${RTDP_WORK:-}/tools/testing/kunit/kunit.py" draft="$out/report.draft.ktap"
+	local want got
+	[ -n "${RTDP_WORK:-}" ] && [ -f "$py" ] || return 0
+	report_ktap >"$draft"
+	want=$(tail -1 "$draft" | awk '{ print $1, $3, $5 }')
+	# kunit.py exits 1 when a test failed: its counts are what matters.
+	got=$({ python3 "$py" parse "$draft" 2>&1 || true; } | awk '/Testing complete/ {
+		p = f = s = 0
+		for (i = 1; i <= NF; i++) {
+			if ($i == "passed:") p = $(i + 1) + 0
+			if ($i == "failed:") f = $(i + 1) + 0
+			if ($i == "skipped:") s = $(i + 1) + 0
+		}
+		print p, f, s
+	}')
+	if [ "$got" = "$want" ]; then
+		record ok "kunit.py parse" "passed, failed, skipped: $got"
+	else
+		record "not ok" "kunit.py parse" "kunit.py counts '${got:-nothing}', the report '$want'"
+	fi
+}
+
 finish() {
+	kunit_parse
 	echo "# make check took $((SECONDS - t0)) s" >>"$RTDP_RESULTS"
 	report_ktap | tee "$out/report.ktap"
 	grep -q '^not ok ' "$RTDP_RESULTS" && exit 1
