@@ -11,6 +11,8 @@
 #                 median, spread and Rust/C ratio per phase, and a CSV
 #   make profile [P=name]  guest instructions per function, C and Rust side
 #                 by side, for one entry of selftests/profile.list
+#   make shell    the test guest with kvm, kvm-amd, kvm_rtdp and the
+#                 selftests, and a shell on the console; exit ends QEMU
 #
 # Parts: deps, kernel, module, selftests, host-test, script-test, clean-cache.
 # Build products live in $(RTDP_CACHE) (default ~/.cache/rtdp), never here.
@@ -19,7 +21,7 @@
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: run check bench profile deps kernel module selftests host-test script-test clean-cache
+.PHONY: run check bench profile shell deps kernel module selftests host-test script-test clean-cache
 
 run:
 	@bash $(S)/run.sh
@@ -32,6 +34,9 @@ bench:
 
 profile:
 	@bash $(S)/profile.sh $(P)
+
+shell:
+	@bash $(S)/shell.sh
 
 deps:
 	@bash $(S)/deps.sh

@@ -8,6 +8,8 @@
 #   rtdp.mode=bench  the entries of /tests/bench, C and Rust alternating
 #   rtdp.mode=profile one entry of /tests/profile (rtdp.profile=NAME) on C,
 #                    then on Rust, between snapshot markers
+#   rtdp.mode=shell  load the modules and kvm_rtdp, then an interactive shell
+#                    on the console (ttyS0); its exit ends the guest
 #
 # Results go to ttyS1 as lines the host reads (scripts/vm.sh):
 #   ok|not ok|skip <name> [# detail]     one per test
@@ -317,6 +319,19 @@ profile)
 		fi
 	done
 	rmmod kvm_rtdp || result "not ok" "unload kvm_rtdp"
+	;;
+shell)
+	load_rtdp
+	cat >/dev/console <<-EOT
+
+		rtdp shell on $(uname -r): kvm, kvm-amd and kvm_rtdp are loaded
+		(new VMs bind to it: kvm.tdp_mmu_provider=$(provider)); the selftests
+		are in /tests (/tests/plan has each one's command line), kvm_rtdp's
+		debugfs in /sys/kernel/debug/kvm_rtdp.
+		rmmod kvm_rtdp puts new VMs on the C TDP MMU. 'exit' ends the guest.
+	EOT
+	setsid cttyhack sh -l </dev/console >/dev/console 2>&1
+	result ok "shell"
 	;;
 *) result "not ok" "mode" "unknown rtdp.mode=$mode" ;;
 esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vm.sh run|check|bench|profile INITRAMFS OUTDIR
+# vm.sh run|check|bench|profile|shell INITRAMFS OUTDIR
 #
 # Boot the cached kernel in QEMU (TCG, -cpu max: SVM with NPT) with INITRAMFS,
 # stream the guest's report (ttyS1) and write OUTDIR/{console,report}.log.
@@ -58,6 +58,19 @@ if [ "$mode" = profile ]; then
 		-plugin "$RTDP_PROFILE_PLUGIN,out=$outdir/counts")
 	RTDP_VM_CPUS=1
 	append+=" rtdp.profile=$RTDP_PROFILE_NAME"
+fi
+
+# `make shell`: the console is the terminal (or whatever stdin is), and the
+# guest lives until its shell exits.
+if [ "$mode" = shell ]; then
+	mkdir -p "$outdir"
+	log "booting the $RTDP_FLAVOUR kernel (shell, $RTDP_VM_CPUS vCPUs, $RTDP_VM_MEM): exit the shell to stop"
+	exec qemu-system-x86_64 \
+		"${accel[@]}" -cpu max -smp "$RTDP_VM_CPUS" -m "$RTDP_VM_MEM" \
+		-display none -monitor none -no-reboot \
+		-serial stdio -serial "file:$outdir/report.log" \
+		-kernel "$RTDP_BUILD/arch/x86/boot/bzImage" -initrd "$initrd" \
+		-append "console=ttyS0 quiet panic=-1 rtdp.mode=shell$append"
 fi
 
 mkdir -p "$outdir"
