@@ -93,12 +93,12 @@ impl kernel::Module for KvmRtdp {
         let debugfs = kvm::DebugfsRoot::new()?;
         let provider = kvm::ProviderRegistration::new(entries::ops(module, c"kvm_rtdp"))?;
         pr_info!(
-            "registered; serving {}/{} TDP MMU entries and {}/{} MMU hooks, kvm.ko's built-in code runs the rest; new VMs {}\n",
-            provider.served(),
-            kvm::TDP_MMU_ENTRIES,
-            provider.hooks_served(),
-            kvm::TDP_MMU_HOOKS,
-            if bind_new_vms() { "bind to kvm_rtdp" } else { "stay on the C TDP MMU" }
+            "registered; new VMs {}\n",
+            if bind_new_vms() {
+                "bind to kvm_rtdp"
+            } else {
+                "stay on the C TDP MMU"
+            }
         );
         Ok(KvmRtdp {
             _provider: provider,

@@ -152,8 +152,22 @@ load_rtdp() {
 		refused "provider with another ops layout refused (EINVAL)" "invalid" \
 			$M/kvm_rtdp_second.ko bad_size=1
 	fi
-	dmesg | tail -n +$((dmesg_before + 1)) | sed -n 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' >&3
+	# kvm_rtdp's messages, and kvm.ko's on the registration (how many of
+	# the entries and hooks kvm_rtdp serves).
+	dmesg | tail -n +$((dmesg_before + 1)) |
+		sed -n -e 's/^\(\[[^]]*\] \)\{0,1\}kvm_rtdp: /# kvm_rtdp: /p' \
+			-e 's/^\(\[[^]]*\] \)\{0,1\}kvm: \(TDP MMU provider kvm_rtdp \)/# kvm: \2/p' >&3
 	if [ "$mode" = check ]; then
+		# kvm.ko counts them from its list of entries and hooks: every
+		# one must be served by Rust.
+		served=$(dmesg | tail -n +$((dmesg_before + 1)) |
+			sed -n 's/.*TDP MMU provider kvm_rtdp registered, serving \([0-9]*\) of \([0-9]*\) entries and \([0-9]*\) of \([0-9]*\) hooks.*/\1 \2 \3 \4/p' | tail -n 1)
+		set -- $served
+		if [ $# -eq 4 ] && [ "$1" = "$2" ] && [ "$3" = "$4" ]; then
+			result ok "kvm_rtdp serves every TDP MMU entry and hook" "$1 of $2 entries, $3 of $4 hooks"
+		else
+			result "not ok" "kvm_rtdp serves every TDP MMU entry and hook" "kvm.ko says: ${served:-nothing}"
+		fi
 		dmesg | tail -n +$((dmesg_before + 1)) | awk -f /lib/kunit-results.awk >&3
 	fi
 }

@@ -15,6 +15,7 @@
 use core::marker::PhantomData;
 
 use kernel::bindings;
+use kernel::sync::raw_rwlock::{RawRwLockReadGuard, RawRwLockWriteGuard};
 
 use super::{Kvm, Sp};
 
@@ -61,18 +62,19 @@ pub(crate) trait MmuHeld: private::Sealed {
 }
 
 macro_rules! token {
-    ($(#[$meta:meta])* $name:ident, $mode:ident, $assert:ident, $lock:ident, $unlock:ident,
-     $cond_resched:ident, $take:ident) => {
+    ($(#[$meta:meta])* $name:ident, $mode:ident, $assert:ident, $guard:ident, $lock:ident,
+     $cond_resched:ident, $unlocked:ident, $take:ident) => {
         $(#[$meta])*
         ///
         /// # Invariants
         ///
         /// While the value lives, the current task holds `kvm.mmu_lock` in
-        /// the token's mode; when `owned`, the value releases it on drop.
+        /// the token's mode: through `guard`, which releases it on drop, or
+        /// for kvm.ko's caller when `guard` is `None`.
         #[must_use = "dropping the token releases (or stops vouching for) the lock"]
         pub(crate) struct $name<'a> {
             kvm: &'a Kvm,
-            owned: bool,
+            guard: Option<$guard<'a>>,
             _not_send: PhantomData<*mut ()>,
         }
 
@@ -89,7 +91,7 @@ macro_rules! token {
                 // INVARIANT: by the caller's guarantee.
                 $name {
                     kvm,
-                    owned: false,
+                    guard: None,
                     _not_send: PhantomData,
                 }
             }
@@ -99,22 +101,11 @@ macro_rules! token {
             /// Take `mmu_lock` in this mode, for the entries that kvm.ko calls
             /// without it.
             pub(crate) fn $take(&self) -> $name<'_> {
-                // SAFETY: the lock was initialized at VM creation.
-                unsafe { bindings::$lock(self.mmu_lock_raw()) };
-                // INVARIANT: just taken, released on drop.
+                // INVARIANT: held by the guard until the token drops it.
                 $name {
                     kvm: self,
-                    owned: true,
+                    guard: Some(self.mmu_lock().$lock()),
                     _not_send: PhantomData,
-                }
-            }
-        }
-
-        impl Drop for $name<'_> {
-            fn drop(&mut self) {
-                if self.owned {
-                    // SAFETY: held (type invariant) and taken by this token.
-                    unsafe { bindings::$unlock(self.kvm.mmu_lock_raw()) };
                 }
             }
         }
@@ -140,22 +131,27 @@ macro_rules! token {
             }
 
             fn cond_resched(&mut self) {
-                // SAFETY: held in this mode (type invariant); `&mut self`
-                // keeps whatever borrows the token from being used across
-                // the call.
-                unsafe { self.kvm.mmu_lock().$cond_resched() };
+                match &mut self.guard {
+                    Some(guard) => {
+                        guard.cond_resched();
+                    }
+                    None => {
+                        // SAFETY: held in this mode by kvm.ko's caller
+                        // (type invariant); `&mut self` keeps whatever
+                        // borrows the token from being used across the
+                        // call.
+                        unsafe { self.kvm.mmu_lock().$cond_resched() };
+                    }
+                }
             }
 
             fn with_dropped<T>(&mut self, f: impl FnOnce() -> T) -> T {
-                let lock = self.kvm.mmu_lock_raw();
-                // SAFETY: held in this mode (type invariant); see
-                // `cond_resched` for why it may be dropped here.
-                unsafe { bindings::$unlock(lock) };
-                let result = f();
-                // INVARIANT: held again before the token is used.
-                // SAFETY: the lock is initialized.
-                unsafe { bindings::$lock(lock) };
-                result
+                // INVARIANT: held again when the call returns.
+                match &mut self.guard {
+                    Some(guard) => guard.unlocked(f),
+                    // SAFETY: as in `cond_resched`.
+                    None => unsafe { self.kvm.mmu_lock().$unlocked(f) },
+                }
             }
         }
     };
@@ -178,9 +174,10 @@ token!(
     MmuRead,
     Shared,
     assert_held_read,
-    read_lock,
-    read_unlock,
+    RawRwLockReadGuard,
+    read,
     cond_resched_read,
+    unlocked_read,
     read_lock_mmu
 );
 token!(
@@ -188,18 +185,14 @@ token!(
     MmuWrite,
     Exclusive,
     assert_held_write,
-    write_lock,
-    write_unlock,
+    RawRwLockWriteGuard,
+    write,
     cond_resched_write,
+    unlocked_write,
     write_lock_mmu
 );
 
 impl Kvm {
-    fn mmu_lock_raw(&self) -> *mut bindings::rwlock_t {
-        // SAFETY: field address of a valid VM.
-        unsafe { &raw mut (*self.raw()).mmu_lock }
-    }
-
     /// Whether another thread waits for `mmu_lock`.
     pub(crate) fn mmu_lock_contended(&self) -> bool {
         self.mmu_lock().needbreak()

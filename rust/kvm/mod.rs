@@ -57,7 +57,7 @@ pub(crate) use fault::{Fault, PfResult};
 pub(crate) use lock::{MmuHeld, MmuRead, MmuWrite, PagesGuard};
 pub(crate) use make_spte::{make_huge_spte, make_small_spte, max_gfn_exclusive};
 pub(crate) use memslot::{GfnRange, Memslot};
-pub(crate) use provider::{ProviderRegistration, TDP_MMU_ENTRIES, TDP_MMU_HOOKS};
+pub(crate) use provider::ProviderRegistration;
 pub(crate) use rcu::CallerRcu;
 pub(crate) use rcu_free::Reclaimer;
 pub(crate) use root_list::{RootRef, RootTypes};
