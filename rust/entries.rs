@@ -15,7 +15,8 @@ use core::ffi::c_int;
 use kernel::{bindings, prelude::*};
 
 use crate::kvm::{
-    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuRead, MmuWrite, RootRef, RootTypes, Vcpu,
+    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuRead, MmuWrite, RootRef, RootTypes, ScheduledZaps,
+    Vcpu,
 };
 use crate::level::Level;
 use crate::spte::Spte;
@@ -108,7 +109,9 @@ unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
 unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
     // SAFETY: a valid VM for the call.
     let kvm = unsafe { Kvm::from_raw(kvm) };
-    crate::roots::uninit(kvm);
+    // SAFETY: the VM is being destroyed: no other task uses it.
+    let zaps = unsafe { ScheduledZaps::assume(kvm) };
+    crate::roots::uninit(kvm, zaps);
     // SAFETY: `uninit` runs once per VM, after every other entry has
     // returned; nothing borrows the state any more.
     let state = unsafe { kvm.take_state() };
@@ -158,10 +161,14 @@ unsafe extern "C" fn invalidate_roots(
 unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool) {
     // SAFETY: a valid VM, called without mmu_lock.
     let kvm = unsafe { Kvm::from_raw(kvm) };
+    // SAFETY: kvm.ko's callers hold `slots_lock`, so this is the only task
+    // taking the VM's scheduled zaps (kvm.ko's uninit, the other caller in
+    // C, is replaced by ours).
+    let zaps = unsafe { ScheduledZaps::assume(kvm) };
     if shared {
-        crate::roots::zap_invalidated_roots(kvm, &mut kvm.read_lock_mmu());
+        crate::roots::zap_invalidated_roots(kvm, &mut kvm.read_lock_mmu(), &zaps);
     } else {
-        crate::roots::zap_invalidated_roots(kvm, &mut kvm.write_lock_mmu());
+        crate::roots::zap_invalidated_roots(kvm, &mut kvm.write_lock_mmu(), &zaps);
     }
 }
 

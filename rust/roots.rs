@@ -19,7 +19,7 @@
 
 use kernel::sync::rcu;
 
-use crate::kvm::{Kvm, MmuHeld, MmuWrite, RootRef, RootTypes, Sp, Vcpu};
+use crate::kvm::{Kvm, MmuHeld, MmuWrite, RootRef, RootTypes, ScheduledZaps, Sp, Vcpu};
 use crate::zap;
 
 /// Whether `root` is of one of the `types` (`tdp_mmu_root_match()`).
@@ -152,10 +152,10 @@ pub(crate) fn invalidate_roots(lock: &MmuWrite<'_>, types: RootTypes) {
 
 /// Zap every root scheduled by [`invalidate_roots`] and put the TDP MMU's
 /// reference to it.
-pub(crate) fn zap_invalidated_roots(kvm: &Kvm, lock: &mut impl MmuHeld) {
+pub(crate) fn zap_invalidated_roots(kvm: &Kvm, lock: &mut impl MmuHeld, zaps: &ScheduledZaps<'_>) {
     let mut roots = Roots::new(kvm, RootTypes::ALL, None);
     while let Some(root) = roots.next(lock) {
-        let Some(tdp_mmu_ref) = root.take_scheduled_zap(kvm, lock) else {
+        let Some(tdp_mmu_ref) = root.take_scheduled_zap(zaps, lock) else {
             continue;
         };
         kernel::warn_on!(!root.is_invalid());
@@ -168,11 +168,11 @@ pub(crate) fn zap_invalidated_roots(kvm: &Kvm, lock: &mut impl MmuHeld) {
 
 /// Tear down a VM's TDP MMU: every root zapped, and every removed table
 /// freed.
-pub(crate) fn uninit(kvm: &Kvm) {
+pub(crate) fn uninit(kvm: &Kvm, zaps: ScheduledZaps<'_>) {
     {
         let mut lock = kvm.write_lock_mmu();
         invalidate_roots(&lock, RootTypes::VALID);
-        zap_invalidated_roots(kvm, &mut lock);
+        zap_invalidated_roots(kvm, &mut lock, &zaps);
     }
     kernel::warn_on!(!kvm.roots_empty());
     kvm.state().reclaim.drain();

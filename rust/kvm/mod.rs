@@ -60,7 +60,7 @@ pub(crate) use memslot::{GfnRange, Memslot};
 pub(crate) use provider::ProviderRegistration;
 pub(crate) use rcu::CallerRcu;
 pub(crate) use rcu_free::Reclaimer;
-pub(crate) use root_list::{RootRef, RootTypes};
+pub(crate) use root_list::{RootRef, RootTypes, ScheduledZaps};
 pub(crate) use sp::{NewSp, RemovedSp, Sp};
 pub(crate) use table::{Replaced, Sptep, Table};
 pub(crate) use vcpu::{RootRole, Vcpu};

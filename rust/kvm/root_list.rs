@@ -12,14 +12,49 @@
 //!   list, and so alive, until its last reference is put. The TDP MMU's own
 //!   reference to a valid root is not a value: it is owed while the root is
 //!   valid or scheduled for its zap, and [`Sp::take_scheduled_zap`] turns
-//!   it into a [`RootRef`] exactly once.
+//!   it into a [`RootRef`] exactly once: only the holder of a
+//!   [`ScheduledZaps`] clears the flag outside the write lock.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use kernel::bindings;
 use kernel::sync::rcu;
 
 use super::{Kvm, MmuHeld, MmuWrite, NewSp, PagesGuard, RemovedSp, Sp};
+
+/// This task is the only one taking the scheduled zaps of `kvm`'s roots
+/// ([`Sp::take_scheduled_zap`]) while the value lives.
+///
+/// # Invariants
+///
+/// While the value lives no other task clears a root's
+/// `tdp_mmu_scheduled_root_to_zap` flag: [`Sp::invalidate`] only sets it,
+/// under the write lock, and every other clearer holds this value.
+pub(crate) struct ScheduledZaps<'a> {
+    kvm: &'a Kvm,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> ScheduledZaps<'a> {
+    /// Stand for kvm.ko's guarantee that the scheduled zaps of `kvm` run
+    /// one at a time.
+    ///
+    /// # Safety
+    ///
+    /// No other task takes `kvm`'s scheduled zaps until the value is
+    /// dropped: kvm.ko calls `kvm_tdp_mmu_zap_invalidated_roots()` with
+    /// `slots_lock` held (`__kvm_mmu_zap_all_fast_back_half()` asserts it),
+    /// and tears the VM down when no other task uses it. Neither is implied
+    /// by `mmu_lock`, which the zaps hold for read or yield.
+    pub(crate) unsafe fn assume(kvm: &'a Kvm) -> Self {
+        // INVARIANT: by the caller's guarantee.
+        ScheduledZaps {
+            kvm,
+            _not_send: PhantomData,
+        }
+    }
+}
 
 /// Which roots an operation covers (`enum kvm_tdp_mmu_root_types`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -254,15 +289,16 @@ impl<'a> Sp<'a> {
     /// the TDP MMU's reference, which the zap puts when it is done.
     pub(crate) fn take_scheduled_zap<'k>(
         self,
-        kvm: &'k Kvm,
+        zaps: &ScheduledZaps<'k>,
         _lock: &impl MmuHeld,
     ) -> Option<RootRef<'k>> {
+        let kvm = zaps.kvm;
         if !self.scheduled_to_zap() {
             return None;
         }
-        // SAFETY: holders of mmu_lock serialize on the flag: writers hold
-        // it for write (`invalidate`), and the zaps of scheduled roots run
-        // one at a time (kvm.ko's `slots_lock` or VM teardown).
+        // SAFETY: the flag is set only under the write lock, which `_lock`
+        // excludes or is, and cleared only by the holder of `zaps`, this
+        // task (its type invariant).
         unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap = false };
         // INVARIANT: the flag stood for the TDP MMU's reference (module
         // invariants), cleared above so that it is handed over once.
