@@ -50,6 +50,12 @@ impl<'a> Table<'a> {
         self.ptr
     }
 
+    /// The level of the table's SPTEs.
+    #[inline]
+    pub(crate) fn level(self) -> Level {
+        self.level
+    }
+
     /// SPTE `index` of the table.
     #[inline]
     pub(crate) fn sptep(self, index: usize) -> Sptep<'a> {

@@ -38,9 +38,17 @@ pub(crate) struct Cursor {
 
 impl Cursor {
     fn start(root: Sp<'_>, min_level: Level, start: u64, end: u64) -> Self {
-        let root_table = RawTable(root.table().ptr());
-        let iter = TdpIter::start(&KernelTables, root_table, root.level(), min_level, start, 0)
-            .expect("a TDP MMU root walk");
+        // The role is read once: the table carries the root's level.
+        let table = root.table();
+        let iter = TdpIter::start(
+            &KernelTables,
+            RawTable(table.ptr()),
+            table.level(),
+            min_level,
+            start,
+            0,
+        )
+        .expect("a TDP MMU root walk");
         Cursor { iter, end }
     }
 
