@@ -6,7 +6,9 @@
 #                 KVM guest workload on it and print what happened
 #   make check [T="name ..."]  host tests, builds, and the VM test run;
 #                 prints a KTAP report ending in `N passed, N failed, N skipped`;
-#                 T runs only those entries of selftests/vm-tests.list
+#                 T runs only those entries of selftests/vm-tests.list, on
+#                 the perf kernel unless RTDP_CHECK_KERNELS says otherwise,
+#                 and replays host steps whose inputs did not change
 #   make bench    C TDP MMU against kvm_rtdp in one boot under QEMU -icount:
 #                 median, spread and Rust/C ratio per phase, and a CSV
 #   make profile [P=name]  guest instructions per function, C and Rust side

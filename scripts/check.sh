@@ -10,6 +10,11 @@
 #            workload. An oops, a checker's report, a panic or a hang fails
 #            the run
 #
+# With T="name ..." (RTDP_TESTS) only those plan entries run, on the perf
+# kernel unless RTDP_CHECK_KERNELS says otherwise, and host steps whose
+# inputs are unchanged since they last passed replay those results
+# (scripts/host-steps.sh).
+#
 # The report is printed on stdout and kept in $RTDP_CACHE/runs/check/.
 # Exit status is non-zero when anything failed or could not run.
 source "$(dirname "$0")/common.sh"
@@ -65,6 +70,10 @@ if [ -n "$want_tests" ]; then
 	echo "# plan narrowed to: $(echo "$want_tests" | xargs)" >>"$RTDP_RESULTS"
 fi
 
+# Host steps that `make check T=...` may replay (scripts/host-steps.sh).
+host_cache="$RTDP_CACHE/host-steps"
+source "$RTDP_ROOT/scripts/host-steps.sh"
+
 bash "$RTDP_ROOT/scripts/deps.sh" || fatal deps "dependencies could not be installed"
 
 # --- host
@@ -87,18 +96,24 @@ record_cargo() {
 		done
 }
 
-log "host: cargo test (rust/core)"
-CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target" cargo test --quiet \
-	--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1 || true
-record_cargo "$out/cargo.log" host
-
+cargo_tests() {
+	log "host: cargo test (rust/core)"
+	CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target" cargo test --quiet \
+		--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1 || true
+	record_cargo "$out/cargo.log" host
+}
 # Loom explores every interleaving of the lock-free models (release build:
 # the debug one takes minutes); the crate is fetched from crates.io once.
-log "host: loom models (rust/core, --cfg loom)"
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target-loom" cargo test --release \
-	--quiet --manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" loom_tests -- --format=pretty \
-	>"$out/loom.log" 2>&1 || true
-record_cargo "$out/loom.log" "host loom"
+loom_tests() {
+	log "host: loom models (rust/core, --cfg loom)"
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target-loom" cargo test --release \
+		--quiet --manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" loom_tests -- --format=pretty \
+		>"$out/loom.log" 2>&1 || true
+	record_cargo "$out/loom.log" "host loom"
+}
+core_key=$(inputs_key "$RTDP_ROOT/rust/core")
+host_step cargo "$core_key" cargo_tests
+host_step loom "$core_key" loom_tests
 
 log "host: rustfmt --check (the kernel's .rustfmt.toml, Debian's rustfmt)"
 if fmt_out=$(find "$RTDP_ROOT/rust" -name '*.rs' -not -path '*/target/*' -print0 |
@@ -116,7 +131,13 @@ bash "$RTDP_ROOT/scripts/test-scripts.sh" >>"$RTDP_RESULTS" 2>"$out/test-scripts
 #   debug  lockdep, KASAN, kmemleak: the whole plan in both columns
 #   perf   the kernel `make run` and `make bench` use: `make run`'s workload
 # RTDP_CHECK_KERNELS narrows this (e.g. "perf": the plan on the perf kernel).
-kernels=${RTDP_CHECK_KERNELS:-debug perf}
+# With T= the quick loop runs on the perf kernel unless told otherwise.
+if [ -n "$want_tests" ]; then
+	kernels=${RTDP_CHECK_KERNELS:-perf}
+	echo "# kernels: $kernels$([ "$kernels" = perf ] && echo "; RTDP_CHECK_KERNELS=debug for lockdep, KASAN and kmemleak")" >>"$RTDP_RESULTS"
+else
+	kernels=${RTDP_CHECK_KERNELS:-debug perf}
+fi
 first=1
 for flavour in $kernels; do
 	export RTDP_KERNEL_FLAVOUR=$flavour
@@ -133,7 +154,6 @@ for flavour in $kernels; do
 
 	if [ $first = 1 ]; then
 		first=0
-		log "host: checkpatch --strict on patches/ and selftests/"
 		checkpatch() { # checkpatch NAME ARGS...
 			local name=$1 cp_out
 			shift
@@ -147,12 +167,17 @@ for flavour in $kernels; do
 				record "not ok" "checkpatch $name" "$(echo "$cp_out" | grep -m1 -E '^(ERROR|WARNING|CHECK)')"
 			fi
 		}
-		for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
-			checkpatch "$p" "$RTDP_ROOT/patches/$p"
-		done
-		for f in "$RTDP_ROOT"/selftests/*.[ch] "$RTDP_ROOT"/selftests/modules/*.c; do
-			checkpatch "${f#"$RTDP_ROOT"/}" -f "$f"
-		done
+		checkpatch_all() {
+			log "host: checkpatch --strict on patches/ and selftests/"
+			for p in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$RTDP_ROOT/patches/series"); do
+				checkpatch "$p" "$RTDP_ROOT/patches/$p"
+			done
+			for f in "$RTDP_ROOT"/selftests/*.[ch] "$RTDP_ROOT"/selftests/modules/*.c; do
+				checkpatch "${f#"$RTDP_ROOT"/}" -f "$f"
+			done
+		}
+		host_step checkpatch "$(inputs_key "$RTDP_ROOT/patches" "$RTDP_ROOT/selftests" \
+			"$RTDP_WORK/scripts/checkpatch.pl")" checkpatch_all
 	fi
 
 	ko=$(bash "$RTDP_ROOT/scripts/module.sh") || fatal "build kvm_rtdp.ko$sfx" "see the messages above"
@@ -160,14 +185,23 @@ for flavour in $kernels; do
 	# Clippy, and the misuses the types rule out, which must not compile
 	# (once: neither depends on the kernel's configuration).
 	if [ "$flavour" = "${kernels%% *}" ]; then
-		log "host: clippy (CLIPPY=1)"
-		bash "$RTDP_ROOT/scripts/clippy.sh" >>"$RTDP_RESULTS" 2>"$out/clippy.log" ||
-			grep -q '^not ok clippy' "$RTDP_RESULTS" ||
-			record "not ok" "clippy" "see $out/clippy.log"
-		log "host: compile-fail cases (rust/compile_fail.rs)"
-		bash "$RTDP_ROOT/scripts/compile-fail.sh" >>"$RTDP_RESULTS" 2>"$out/compile-fail.log" ||
-			grep -q '^not ok compile-fail' "$RTDP_RESULTS" ||
-			record "not ok" "compile-fail" "see $out/compile-fail.log"
+		run_clippy() {
+			log "host: clippy (CLIPPY=1)"
+			bash "$RTDP_ROOT/scripts/clippy.sh" >>"$RTDP_RESULTS" 2>"$out/clippy.log" ||
+				grep -q '^not ok clippy' "$RTDP_RESULTS" ||
+				record "not ok" "clippy" "see $out/clippy.log"
+		}
+		compile_fail() {
+			log "host: compile-fail cases (rust/compile_fail.rs)"
+			bash "$RTDP_ROOT/scripts/compile-fail.sh" >>"$RTDP_RESULTS" 2>"$out/compile-fail.log" ||
+				grep -q '^not ok compile-fail' "$RTDP_RESULTS" ||
+				record "not ok" "compile-fail" "see $out/compile-fail.log"
+		}
+		rust_key=$( (inputs_key "$RTDP_ROOT/rust" "$RTDP_ROOT/scripts/clippy.sh" \
+			"$RTDP_ROOT/scripts/compile-fail.sh"; bash "$RTDP_ROOT/scripts/kernel.sh" key) |
+			sha256sum | cut -c1-16)
+		host_step clippy "$rust_key" run_clippy
+		host_step compile-fail "$rust_key" compile_fail
 	fi
 	# The selftests are built once, against the first kernel's headers:
 	# both kernels share the binaries (scripts/kernel.sh).

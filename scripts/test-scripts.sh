@@ -304,4 +304,36 @@ else
 	fail "bench report: medians, ratio, geometric mean, cost per page" "$(cat "$tmp/bench.txt" "$tmp/scale.txt" 2>&1 | tr '\n' '|')"
 fi
 
+# 17. Host steps: with T= a step whose inputs are those of a passing run
+# replays its results, without running; a failing run is never replayed;
+# a full run (no T=) always runs the step.
+(
+	host_cache="$tmp/hs-cache" out="$tmp/hs-out" RTDP_RESULTS="$tmp/hs-results"
+	mkdir -p "$out"
+	: >"$RTDP_RESULTS"
+	record() { if [ -n "${3:-}" ]; then echo "$1 $2 # $3"; else echo "$1 $2"; fi >>"$RTDP_RESULTS"; }
+	log() { :; }
+	# shellcheck source=host-steps.sh
+	source "$here/host-steps.sh"
+	runs=0
+	good() { echo run >>"$tmp/hs-runs"; record ok "step works"; }
+	bad() { echo run >>"$tmp/hs-runs-bad"; record "not ok" "step broke"; }
+	want_tests=x
+	host_step good k1 good
+	host_step good k1 good
+	host_step good k2 good
+	want_tests=
+	host_step good k2 good
+	want_tests=x
+	host_step bad k1 bad
+	host_step bad k1 bad
+	[ "$(wc -l <"$tmp/hs-runs")" = 3 ] && [ "$(wc -l <"$tmp/hs-runs-bad")" = 2 ] &&
+		[ "$(grep -c '^ok step works' "$RTDP_RESULTS")" = 4 ] &&
+		[ "$(grep -c '^# host good: inputs as in the run of' "$RTDP_RESULTS")" = 1 ] &&
+		[ "$(grep -c '^not ok step broke' "$RTDP_RESULTS")" = 2 ] &&
+		[ "$(find "$host_cache" -name 'good-*' | wc -l)" = 1 ]
+) && pass "T= replays a passing host step with the same inputs, nothing else" ||
+	fail "T= replays a passing host step with the same inputs, nothing else" \
+		"runs $(cat "$tmp/hs-runs" 2>/dev/null | wc -l), bad $(cat "$tmp/hs-runs-bad" 2>/dev/null | wc -l): $(tr '\n' '|' <"$tmp/hs-results")"
+
 exit $failed
