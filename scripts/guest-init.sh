@@ -179,7 +179,8 @@ run_once() { # run_once timeout log cmd...: the exit status, 137 at timeout
 	shift 2
 	bin=$1
 	shift
-	(cd /tests && timeout -s KILL "$t" "./$bin" "$@") >"$log" 2>&1
+	# A test knows its column (selftests/rtdp_util.h, rtdp_rust_column()).
+	(cd /tests && RTDP_COLUMN=$col timeout -s KILL "$t" "./$bin" "$@") >"$log" 2>&1
 }
 
 # A test whose plan columns end in "+retry" gets one more run when it fails;

@@ -350,7 +350,7 @@ int main(void)
 	reserve_hugepages();
 
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
-	rtdp = rtdp_vm_debugfs(stats, sizeof(stats));
+	rtdp = rtdp_vm_column(stats, sizeof(stats));
 	printf("mmu: %s\n", rtdp ? "kvm_rtdp" : "C TDP MMU");
 
 	test_dirty_log(vcpu, rtdp ? stats : NULL);

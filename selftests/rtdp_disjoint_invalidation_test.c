@@ -65,14 +65,9 @@ static void *invalidator(void *hva)
 
 static bool on_rtdp(void)
 {
-	char name[64] = "";
-	FILE *f;
-
-	f = fopen("/sys/module/kvm/parameters/tdp_mmu_provider", "r");
-	__TEST_REQUIRE(f, "kvm.ko has no TDP MMU provider interface");
-	TEST_ASSERT(fgets(name, sizeof(name), f), "reading tdp_mmu_provider");
-	fclose(f);
-	return !strcmp(name, "kvm_rtdp\n");
+	__TEST_REQUIRE(!access("/sys/module/kvm/parameters/tdp_mmu_provider", F_OK),
+		       "kvm.ko has no TDP MMU provider interface");
+	return rtdp_rust_column();
 }
 
 static u64 retries(struct kvm_vcpu *vcpu)

@@ -29,12 +29,17 @@
 #define TEST_SIZE	(64ULL << 20)
 #define MIN_TABLES	(TEST_SIZE / (2ULL << 20))	/* one per 2 MiB */
 
-/* kvm_rtdp/rcu's "pending" and "peak", or false if there is no such file. */
+/*
+ * kvm_rtdp/rcu's "pending" and "peak" in the Rust column; false in the C
+ * column, where kvm_rtdp is not loaded.
+ */
 static bool rtdp_rcu(long *pending, long *peak)
 {
 	FILE *f = fopen("/sys/kernel/debug/kvm_rtdp/rcu", "r");
 	int n;
 
+	TEST_ASSERT(!!f == rtdp_rust_column(), "%s column, but kvm_rtdp/rcu is %s",
+		    rtdp_rust_column() ? "Rust" : "C", f ? "there" : "missing");
 	if (!f)
 		return false;
 	n = fscanf(f, "pending %ld peak %ld", pending, peak);

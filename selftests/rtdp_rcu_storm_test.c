@@ -115,7 +115,7 @@ int main(void)
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
 				    TEST_SIZE / getpagesize(), 0);
 	virt_map_level(vm, TEST_GPA, TEST_GPA, TEST_SIZE, PG_LEVEL_2M);
-	rust = rtdp_vm_debugfs(dir, sizeof(dir));
+	rust = rtdp_vm_column(dir, sizeof(dir));
 	if (rust)
 		write_budget(dir, BUDGET);
 

@@ -118,6 +118,7 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	double t0, t1;
+	const char *col;
 	long fixed;
 	int opt;
 
@@ -170,6 +171,11 @@ int main(int argc, char *argv[])
 	       npages);
 
 	fixed = rtdp_stat("faults_fixed");
+	col = getenv("RTDP_COLUMN");
+	if (col)
+		TEST_ASSERT((fixed >= 0) == !strcmp(col, "rust"),
+			    "column %s, but the VM %s kvm_rtdp statistics", col,
+			    fixed >= 0 ? "has" : "has no");
 	if (fixed >= 0) {
 		long checks = rtdp_stat("retry_checks");
 

@@ -109,7 +109,7 @@ int main(int argc, char *argv[])
 		}
 	}
 	TEST_REQUIRE(kvm_is_tdp_enabled());
-	rust = rtdp_is_provider();
+	rust = rtdp_rust_column();
 
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,

@@ -179,4 +179,39 @@ static inline bool rtdp_is_provider(void)
 	return !strcmp(name, "kvm_rtdp\n");
 }
 
+/*
+ * Whether this run is in the kvm_rtdp column: RTDP_COLUMN ("rust" or "c"),
+ * which the test guest sets for every run and which must agree with whether
+ * kvm_rtdp is the provider; without it (a test run by hand), whether
+ * kvm_rtdp is the provider.
+ */
+static inline bool rtdp_rust_column(void)
+{
+	const char *col = getenv("RTDP_COLUMN");
+	bool provider = rtdp_is_provider();
+
+	if (!col)
+		return provider;
+	TEST_ASSERT(!strcmp(col, "rust") || !strcmp(col, "c"), "RTDP_COLUMN=%s", col);
+	TEST_ASSERT(!strcmp(col, "rust") == provider,
+		    "RTDP_COLUMN=%s, but kvm_rtdp %s the TDP MMU provider", col,
+		    provider ? "is" : "is not");
+	return provider;
+}
+
+/*
+ * Whether this process's VM runs on kvm_rtdp, as its column says, with its
+ * debugfs directory in @path: a VM in the Rust column without one, or in
+ * the C column with one, fails the test rather than skipping the Rust
+ * checks or running them on C.
+ */
+static inline bool rtdp_vm_column(char *path, size_t size)
+{
+	bool rust = rtdp_rust_column(), found = rtdp_vm_debugfs(path, size);
+
+	TEST_ASSERT(found == rust, "%s column, but the VM %s kvm_rtdp debugfs directory",
+		    rust ? "Rust" : "C", found ? "has a" : "has no");
+	return rust;
+}
+
 #endif /* SELFTEST_RTDP_UTIL_H */
