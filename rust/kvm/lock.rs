@@ -136,10 +136,9 @@ macro_rules! token {
                         guard.cond_resched();
                     }
                     None => {
-                        // SAFETY: held in this mode by kvm.ko's caller
-                        // (type invariant); `&mut self` keeps whatever
-                        // borrows the token from being used across the
-                        // call.
+                        // `&mut self`: nothing borrowed from the token is
+                        // used across the call.
+                        // SAFETY: held in this mode by kvm.ko's caller.
                         unsafe { self.kvm.mmu_lock().$cond_resched() };
                     }
                 }
