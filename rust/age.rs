@@ -18,7 +18,7 @@
 
 use kernel::sync::rcu;
 
-use crate::kvm::{GfnRange, Kvm, RcuWalk, RootTypes};
+use crate::kvm::{trace, GfnRange, Kvm, RcuWalk, RootTypes};
 use crate::level::Level;
 use crate::roots;
 use crate::stats::Counter;
@@ -59,6 +59,7 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
                 match old.aged(&masks) {
                     Some(new) => {
                         if walk.sptep().cmpxchg(old, new).is_ok() {
+                            trace::spte_changed(root.as_id(), walk.gfn(), walk.level(), old, new);
                             aged += 1;
                         }
                     }

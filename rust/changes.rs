@@ -21,7 +21,7 @@
 
 use kernel::prelude::*;
 
-use crate::kvm::{MmuHeld, MmuRead, MmuWrite, RemovedSp, Replaced, Sp, Sptep, Walk};
+use crate::kvm::{trace, MmuHeld, MmuRead, MmuWrite, RemovedSp, Replaced, Sp, Sptep, Walk};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::pages;
 use crate::spte::{Spte, FROZEN};
@@ -73,8 +73,10 @@ fn handle_changed(
         // Only MMIO SPTEs and freezes change one non-present value for
         // another.
         kernel::warn_on!(!kvm.is_mmio_spte(old) && !kvm.is_mmio_spte(new) && !new.is_frozen());
+        trace::spte_changed(sp.as_id(), gfn, level, old, new);
         return;
     }
+    trace::spte_changed(sp.as_id(), gfn, level, old, new);
     if is_leaf != was_leaf {
         kvm.update_page_stats(level, if is_leaf { 1 } else { -1 });
     }
@@ -91,6 +93,7 @@ fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
     let base = sp.gfn();
     let entries = sp.table();
 
+    trace::prepare_zap_page(sp);
     pages::unlinked(kvm, sp);
     kvm.state().count(Counter::TablesRemoved);
 
@@ -121,7 +124,7 @@ fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
 
 /// The SPTE under `walk` changed under the caller: it must re-read and
 /// retry, or give up.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Busy;
 
 /// Set the SPTE under `walk` to `new` holding `mmu_lock` for read, if it

@@ -29,7 +29,7 @@
 
 use crate::changes;
 use crate::dirty_log::GfnMask;
-use crate::kvm::{Kvm, Memslot, MmuRead, MmuWrite, RootTypes, Sp, Walk};
+use crate::kvm::{trace, Kvm, Memslot, MmuRead, MmuWrite, RootTypes, Sp, Walk};
 use crate::level::Level;
 use crate::roots::{self, Roots};
 use crate::spte::{Spte, WRITABLE};
@@ -146,7 +146,8 @@ pub(crate) fn clear_dirty_pt_masked(
                 };
                 let old = sptep.read();
                 if old.is_present() && old.0 & bit != 0 {
-                    sptep.clear_bits(lock, old, bit);
+                    let old = sptep.clear_bits(lock, old, bit);
+                    trace::spte_changed(root.as_id(), gfn, Level::PG_4K, old, Spte(old.0 & !bit));
                     cleared += 1;
                 }
             }

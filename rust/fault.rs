@@ -11,7 +11,7 @@
 
 use crate::changes;
 use crate::huge_pages;
-use crate::kvm::{Fault, MmuRead, PfResult, RootRole, Vcpu, Walk};
+use crate::kvm::{trace, Fault, MmuRead, PfResult, RootRole, Vcpu, Walk};
 use crate::level::Level;
 use crate::mmio;
 use crate::pages;
@@ -31,6 +31,7 @@ pub(crate) fn map(vcpu: &Vcpu, lock: &MmuRead<'_>, fault: &Fault) -> PfResult {
     }
 
     fault.hugepage_adjust(vcpu);
+    trace::spte_requested(fault, root.access());
 
     let mut walk = Walk::new(kvm, root, Level::PG_4K, fault.gfn(), fault.gfn() + 1);
     while walk.valid() {
@@ -133,7 +134,10 @@ fn map_target_level(
     if kvm.is_mmio_spte(new) {
         vcpu.count_mmio_spte_created();
         stats.count(Counter::MmioSptes);
+        trace::mark_mmio(walk.sptep(), walk.gfn(), new);
         ret = PfResult::Emulate;
+    } else {
+        trace::set_spte(walk.sptep(), walk.gfn());
     }
     match ret {
         PfResult::Spurious => stats.count(Counter::FaultsSpurious),

@@ -22,8 +22,8 @@ use kernel::prelude::*;
 
 use crate::changes::{self, Busy};
 use crate::kvm::{
-    make_huge_spte, make_small_spte, Kvm, Memslot, MmuHeld, MmuRead, NewSp, RootRole, RootTypes,
-    Sp, Walk,
+    make_huge_spte, make_small_spte, trace, Kvm, Memslot, MmuHeld, MmuRead, NewSp, RootRole,
+    RootTypes, Sp, Walk,
 };
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::roots::Roots;
@@ -38,12 +38,15 @@ pub(crate) fn split(lock: &impl MmuHeld, walk: &mut Walk<'_>, sp: &mut NewSp) ->
     let huge = walk.old_spte();
     let role = RootRole::of(sp.sp());
     sp.fill(|i| make_small_spte(kvm, huge, role, i));
-    changes::set(lock, walk, sp.nonleaf_spte())?;
+    let linked = changes::set(lock, walk, sp.nonleaf_spte());
     // The huge leaf's statistics went with it; account the new leaves.
-    if let Some(lower) = walk.level().lower() {
-        kvm.update_page_stats(lower, SPTE_ENT_PER_PAGE as i32);
+    if linked.is_ok() {
+        if let Some(lower) = walk.level().lower() {
+            kvm.update_page_stats(lower, SPTE_ENT_PER_PAGE as i32);
+        }
     }
-    Ok(())
+    trace::split_huge_page(walk.gfn(), huge, walk.level(), linked.map_err(|Busy| EBUSY));
+    linked
 }
 
 /// Split every huge page mapping `[start, end)` of `slot` above
@@ -96,6 +99,7 @@ fn split_root(
         let Some(sp) = spare.as_mut() else {
             spare = walk.with_lock_dropped(lock, NewSp::alloc);
             if spare.is_none() {
+                trace::split_huge_page(walk.gfn(), old, walk.level(), Err(ENOMEM));
                 return Err(ENOMEM);
             }
             // Back to this SPTE: it may have changed while the lock was

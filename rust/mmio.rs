@@ -17,8 +17,8 @@
 
 #![deny(unsafe_code)]
 
-use crate::kvm::{Sp, Vcpu};
-use crate::mmio_gen::mmio_spte_is_current;
+use crate::kvm::{trace, Sp, Vcpu};
+use crate::mmio_gen::{mmio_spte_is_current, MmioGen, GEN_UPDATE_IN_PROGRESS};
 use crate::spte::Spte;
 
 /// The MMIO SPTE for `gfn` in `sp`, under the vCPU's current
@@ -30,5 +30,11 @@ pub(crate) fn make(vcpu: &Vcpu, sp: Sp<'_>, gfn: u64) -> Spte {
 
 /// Whether the MMIO SPTE `spte` may be used by `vcpu`.
 pub(crate) fn check(vcpu: &Vcpu, spte: Spte) -> bool {
-    mmio_spte_is_current(vcpu.memslots_generation(), spte.0)
+    let gen = vcpu.memslots_generation();
+    // Like check_mmio_spte(), the event reports generations compared; none
+    // are while a memslot update is in flight.
+    if gen & GEN_UPDATE_IN_PROGRESS == 0 {
+        trace::check_mmio(spte, MmioGen::of_memslots(gen), MmioGen::of_spte(spte.0));
+    }
+    mmio_spte_is_current(gen, spte.0)
 }

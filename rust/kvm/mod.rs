@@ -47,6 +47,7 @@ mod rcu_free;
 mod root_list;
 mod sp;
 mod table;
+pub(crate) mod trace;
 mod vcpu;
 mod vm;
 mod vm_state;
