@@ -38,12 +38,6 @@ mod mmio_gen {
         assert!(!mmio_spte_is_current(10 | GEN_UPDATE_IN_PROGRESS, spte));
         assert!(!mmio_spte_is_current(12, spte));
     }
-
-    #[test]
-    fn wrap_needs_zap() {
-        assert!(mmio_gen_wraps(MMIO_GEN_MASK, MMIO_GEN_MASK + 1));
-        assert!(!mmio_gen_wraps(0, 2));
-    }
 }
 
 #[kunit_tests(rtdp_level)]

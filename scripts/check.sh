@@ -144,7 +144,7 @@ for flavour in $kernels; do
 	case "$kernels" in *" "*) sfx=" ($flavour)" ;; *) sfx= ;; esac
 	case "$flavour" in
 	debug) mode=check ;;
-	perf) mode=$([ "$kernels" = perf ] && echo check || echo run) ;;
+	perf) mode=$([ "$kernels" = perf ] && echo check || echo perf) ;;
 	*) fatal "RTDP_CHECK_KERNELS" "unknown kernel $flavour: want debug, perf" ;;
 	esac
 	tk=$SECONDS

@@ -3,6 +3,8 @@
 #
 # The kernel command line selects the mode:
 #   rtdp.mode=run    load the modules, run the rtdp_smoke workload, report it
+#   rtdp.mode=perf   as run, and the plan's @perf entries in both columns
+#                    (make check's pass on the perf kernel)
 #   rtdp.mode=check  run /tests/plan on the C TDP MMU, load kvm_rtdp, run it
 #                    again on Rust, compare the columns, unload kvm_rtdp
 #   rtdp.mode=bench  the entries of /tests/bench, C and Rust alternating
@@ -219,14 +221,26 @@ run_test() { # run_test column name retry timeout cmd...
 	echo "$name $col $st ${secs}s" >>/tmp/columns
 	# Numbers a test reports for the README, passing or not.
 	sed -n 's/^rtdp-report: /# | /p' "$log" >&3
-	if [ $rc -ne 0 ] || [ "$mode" = run ]; then
+	if [ $rc -ne 0 ] || { [ "$mode" != check ] && [ "$name" = rtdp_smoke ]; }; then
 		tail -n 25 "$log" | sed 's/^/# | /' >&3
 	fi
 }
 
-run_column() { # run_column c|rust
+# An entry whose columns end in "@perf" runs only on the perf kernel: in
+# the perf guest of a full make check (mode perf), or in a check-mode guest
+# on the perf kernel (make check T=...); the debug guest skips it.
+run_column() { # run_column c|rust [perf]: every entry, or only @perf ones
 	while read -r name cols t cmd; do
 		case "$name" in "" | \#*) continue ;; esac
+		perf=0
+		case "$cols" in *@perf) perf=1 cols=${cols%@perf} ;; esac
+		if [ "$2" = perf ] && [ $perf = 0 ]; then
+			continue
+		fi
+		if [ $perf = 1 ] && [ $debug = 1 ]; then
+			[ "$1" = c ] && say "# $name: perf kernel only (its perf guest runs it)"
+			continue
+		fi
 		retry=0
 		case "$cols" in *+retry) retry=1 cols=${cols%+retry} ;; esac
 		[ "$cols" = both ] || [ "$1" = rust ] || continue
@@ -262,7 +276,10 @@ compare_columns() {
 }
 
 case "$mode" in
-run)
+run | perf)
+	# perf: make check's pass on the perf kernel also runs the plan's @perf
+	# entries, C column first.
+	[ "$mode" = perf ] && run_column c perf
 	load_rtdp
 	# The plan's own rtdp_smoke entry, so the two modes cannot drift apart.
 	# shellcheck disable=SC2046
@@ -273,6 +290,10 @@ run)
 		run_test rust "$name" 0 "$t" "$@"
 	else
 		result "not ok" rtdp_smoke "no rtdp_smoke entry in /tests/plan"
+	fi
+	if [ "$mode" = perf ]; then
+		run_column rust perf
+		compare_columns
 	fi
 	;;
 check)

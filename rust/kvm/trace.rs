@@ -10,6 +10,7 @@
 //! tracepoints it compiles to nothing. `kvm_mmu_get_page` needs nothing
 //! here: `kvm_tdp_mmu_provider_init_sp()` emits it for every page table.
 
+#[cfg(CONFIG_TRACEPOINTS)]
 use kernel::bindings;
 use kernel::error::Result;
 
