@@ -15,8 +15,8 @@ use core::ffi::c_int;
 use kernel::{bindings, prelude::*};
 
 use crate::kvm::{
-    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuRead, MmuWrite, RootRef, RootTypes, ScheduledZaps,
-    Vcpu,
+    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuRead, MmuWrite, NoGuestEntry, RootRef, RootTypes,
+    ScheduledZaps, Vcpu,
 };
 use crate::level::Level;
 use crate::spte::Spte;
@@ -181,7 +181,10 @@ unsafe extern "C" fn zap_all(kvm: *mut bindings::kvm) {
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
     let mut lock = unsafe { MmuWrite::assume(kvm) };
-    crate::zap::zap_all(kvm, &mut lock);
+    // SAFETY: kvm.ko zaps everything only from kvm_arch_flush_shadow_all(),
+    // once the VM is being destroyed or its VMM has exited.
+    let gone = unsafe { NoGuestEntry::assume(kvm) };
+    crate::zap::zap_all(&mut lock, &gone);
 }
 
 /// # Safety

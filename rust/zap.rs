@@ -11,7 +11,7 @@
 
 use crate::changes;
 use crate::kvm::{
-    max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, RootTypes, Sp, Walk,
+    max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, NoGuestEntry, RootTypes, Sp, Walk,
 };
 use crate::level::Level;
 use crate::roots::Roots;
@@ -135,9 +135,11 @@ pub(crate) fn unmap_gfn_range(
     count_flush(kvm, flush)
 }
 
-/// Zap every direct root, invalid ones included. No TLB flush: this runs
-/// only when no vCPU can enter the guest again.
-pub(crate) fn zap_all(kvm: &Kvm, lock: &mut MmuWrite<'_>) {
+/// Zap every direct root, invalid ones included. No TLB flush: `gone`
+/// says that no vCPU enters the guest again.
+pub(crate) fn zap_all(lock: &mut MmuWrite<'_>, gone: &NoGuestEntry<'_>) {
+    let kvm = gone.kvm();
+    kernel::warn_on!(!core::ptr::eq(lock.kvm(), kvm));
     let types = RootTypes::DIRECT.union(RootTypes::INVALID);
     let mut roots = Roots::new(kvm, types, None);
     while let Some(root) = roots.next(lock) {

@@ -65,7 +65,7 @@ pub(crate) use root_list::{RootRef, RootTypes, ScheduledZaps};
 pub(crate) use sp::{NewSp, RemovedSp, Sp};
 pub(crate) use table::{Replaced, Sptep, Table};
 pub(crate) use vcpu::{RootRole, Vcpu};
-pub(crate) use vm::Kvm;
+pub(crate) use vm::{Kvm, NoGuestEntry};
 pub(crate) use vm_state::VmState;
 pub(crate) use walk::{Cursor, RcuWalk, Walk};
 

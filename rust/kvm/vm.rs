@@ -2,6 +2,7 @@
 
 //! A VM, `struct kvm`: the fields and kvm.ko functions the TDP MMU uses.
 
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicI64, Ordering};
 
 use kernel::bindings;
@@ -17,6 +18,42 @@ c_wrapper!(
     Kvm,
     bindings::kvm
 );
+
+/// No vCPU of a VM enters the guest again: the VM is being destroyed, or
+/// its userspace VMM has exited (the MMU notifier's release), so that
+/// whatever a zap removes needs no TLB flush.
+///
+/// # Invariants
+///
+/// While the value lives, no vCPU of `kvm` runs the guest again.
+pub(crate) struct NoGuestEntry<'a> {
+    kvm: &'a Kvm,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> NoGuestEntry<'a> {
+    /// Stand for kvm.ko's guarantee that no vCPU of `kvm` enters the guest
+    /// again.
+    ///
+    /// # Safety
+    ///
+    /// No vCPU of `kvm` runs the guest from now on: kvm.ko calls
+    /// `kvm_tdp_mmu_zap_all()` only from `kvm_arch_flush_shadow_all()`,
+    /// when the VM is destroyed or its mm is torn down, after which
+    /// `KVM_RUN` is unreachable.
+    pub(crate) unsafe fn assume(kvm: &'a Kvm) -> Self {
+        // INVARIANT: by the caller's guarantee.
+        NoGuestEntry {
+            kvm,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The VM the guarantee is for.
+    pub(crate) fn kvm(&self) -> &'a Kvm {
+        self.kvm
+    }
+}
 
 impl Kvm {
     pub(super) fn arch(&self) -> *mut bindings::kvm_arch {

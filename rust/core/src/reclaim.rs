@@ -136,6 +136,7 @@ impl<const SLOTS: usize> Reclaim<SLOTS> {
     /// period the caller must start, or `None` when nothing is queued or
     /// every slot is in flight (a callback in flight submits the queue when
     /// it is done).
+    #[must_use = "a slot handed out stays in flight until its grace period is started"]
     pub fn submit(&self) -> Option<usize> {
         loop {
             if self.queued.load(Ordering::SeqCst) == 0 {
