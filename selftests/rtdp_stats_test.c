@@ -59,20 +59,7 @@ static void guest_code(void)
 /* Run @vcpu to ucall @want, answering MMIO exits; how many there were. */
 static int run_to(struct kvm_vcpu *vcpu, u64 want)
 {
-	struct ucall uc;
-	int mmio = 0;
-
-	for (;;) {
-		vcpu_run(vcpu);
-		if (vcpu->run->exit_reason != KVM_EXIT_MMIO)
-			break;
-		TEST_ASSERT(vcpu->run->mmio.phys_addr == MMIO_GPA,
-			    "MMIO exit at %#llx", vcpu->run->mmio.phys_addr);
-		memset(vcpu->run->mmio.data, 0, sizeof(vcpu->run->mmio.data));
-		mmio++;
-	}
-	rtdp_check_ucall(vcpu, want, &uc);
-	return mmio;
+	return rtdp_run_answering_mmio(vcpu, want, MMIO_GPA, 8);
 }
 
 /* The statistics compared: those the TDP MMU feeds. */
@@ -89,25 +76,15 @@ static const char *const vcpu_stats[] = {
 
 int main(int argc, char *argv[])
 {
-	const char *file = "/tmp/rtdp_stats_test.c";
+	const char *file = rtdp_saved_file(argc, argv, "/tmp/rtdp_stats_test.c");
 	u64 got[NR_STATS], want[NR_STATS];
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	int opt, mmio, diff = 0;
+	int mmio, diff = 0;
 	unsigned int i;
 	bool rust;
 	char *hva;
 
-	while ((opt = getopt(argc, argv, "f:")) != -1) {
-		switch (opt) {
-		case 'f':
-			file = optarg;
-			break;
-		default:
-			printf("usage: %s [-f FILE]\n", argv[0]);
-			exit(KSFT_FAIL);
-		}
-	}
 	TEST_REQUIRE(kvm_is_tdp_enabled());
 	rust = rtdp_rust_column();
 

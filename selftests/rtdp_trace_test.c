@@ -101,21 +101,10 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
-/* Run @vcpu to ucall @want, answering MMIO exits with zeroes. */
+/* Run @vcpu to ucall @want, answering the MMIO reads of the two pages. */
 static void run_to(struct kvm_vcpu *vcpu, u64 want)
 {
-	struct ucall uc;
-
-	for (;;) {
-		vcpu_run(vcpu);
-		if (vcpu->run->exit_reason != KVM_EXIT_MMIO)
-			break;
-		TEST_ASSERT(vcpu->run->mmio.phys_addr == MMIO_GPA ||
-			    vcpu->run->mmio.phys_addr == MMIO_GPA + PAGE_SIZE,
-			    "MMIO exit at %#llx", vcpu->run->mmio.phys_addr);
-		memset(vcpu->run->mmio.data, 0, sizeof(vcpu->run->mmio.data));
-	}
-	rtdp_check_ucall(vcpu, want, &uc);
+	rtdp_run_answering_mmio(vcpu, want, MMIO_GPA, 2 * PAGE_SIZE);
 }
 
 static void write_file(const char *path, const char *s)
@@ -482,24 +471,14 @@ static int compare(char **c, unsigned long nc, char **r, unsigned long nr)
 
 int main(int argc, char *argv[])
 {
-	const char *file = "/tmp/rtdp_trace_test.c";
+	const char *file = rtdp_saved_file(argc, argv, "/tmp/rtdp_trace_test.c");
 	unsigned long counts[NR_EVENTS] = {}, n, nc, nr;
 	char path[256], **c, **r;
 	unsigned int i;
-	int opt, diff;
+	int diff;
 	bool rust;
 	FILE *out;
 
-	while ((opt = getopt(argc, argv, "f:")) != -1) {
-		switch (opt) {
-		case 'f':
-			file = optarg;
-			break;
-		default:
-			printf("usage: %s [-f FILE]\n", argv[0]);
-			exit(KSFT_FAIL);
-		}
-	}
 	TEST_REQUIRE(kvm_is_tdp_enabled());
 	rust = rtdp_rust_column();
 	pin_to_one_cpu();

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,6 +30,52 @@ static inline void rtdp_check_ucall(struct kvm_vcpu *vcpu, u64 want, struct ucal
 		REPORT_GUEST_ASSERT(*uc);
 	TEST_ASSERT(cmd == want, "ucall %lu, want %lu (exit reason %s)", cmd, want,
 		    exit_reason_str(vcpu->run->exit_reason));
+}
+
+/*
+ * Run @vcpu to its next ucall, which must be @want, answering MMIO reads of
+ * [@gpa, @gpa + @size) with zeroes (any other exit fails); the number of
+ * MMIO exits.
+ */
+static inline int rtdp_run_answering_mmio(struct kvm_vcpu *vcpu, u64 want, u64 gpa, u64 size)
+{
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+	int mmio = 0;
+
+	for (;;) {
+		vcpu_run(vcpu);
+		if (run->exit_reason != KVM_EXIT_MMIO)
+			break;
+		TEST_ASSERT(run->mmio.phys_addr >= gpa && run->mmio.phys_addr < gpa + size,
+			    "MMIO exit at %#llx", run->mmio.phys_addr);
+		memset(run->mmio.data, 0, sizeof(run->mmio.data));
+		mmio++;
+	}
+	rtdp_check_ucall(vcpu, want, &uc);
+	return mmio;
+}
+
+/*
+ * The file a test that saves its results in the C column and compares them
+ * in the Rust one uses: -f FILE, else @fallback.
+ */
+static inline const char *rtdp_saved_file(int argc, char *argv[], const char *fallback)
+{
+	const char *file = fallback;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "f:")) != -1) {
+		switch (opt) {
+		case 'f':
+			file = optarg;
+			break;
+		default:
+			printf("usage: %s [-f FILE]\n", argv[0]);
+			exit(KSFT_FAIL);
+		}
+	}
+	return file;
 }
 
 /* Run @vcpu until its next ucall, which must be @want. */
