@@ -3,7 +3,8 @@
 //! kvm_rtdp: the x86 KVM TDP MMU, in Rust.
 //!
 //! At load the module registers with kvm.ko as its TDP MMU provider; VMs
-//! created while `bind_new_vms` is set are bound to it for their lifetime
+//! created while `bind_new_vms` is set (module parameter, then
+//! `kvm_rtdp/bind_new_vms` in debugfs) are bound to it for their lifetime
 //! (see `Documentation/provider.md`). Entries it does not serve yet run
 //! kvm.ko's built-in code on the same page tables.
 //!
@@ -13,6 +14,8 @@
 //! written in those types; the pure logic lives in `rust/core/src/`, one
 //! file per concept, compiled both here and into the host crate `rtdp-core`
 //! for `cargo test`.
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::prelude::*;
 
@@ -62,7 +65,7 @@ module! {
     params: {
         bind_new_vms: bool {
             default: true,
-            description: "Bind VMs created from now on to kvm_rtdp (load-time only)",
+            description: "Bind the VMs created after loading to kvm_rtdp (kvm_rtdp/bind_new_vms in debugfs changes it)",
         },
         rcu_budget: u64 {
             default: 4096,
@@ -71,9 +74,14 @@ module! {
     },
 }
 
-/// Whether a VM being created is bound to kvm_rtdp.
+/// Whether a VM being created is bound to kvm_rtdp: the module parameter
+/// at load, then what `kvm_rtdp/bind_new_vms` was last set to. A VM that is
+/// not bound runs on kvm.ko's TDP MMU, as its debugfs `tdp_mmu` says, so
+/// that one process can compare the two (`rtdp_differential_test`).
+static BIND_NEW_VMS: AtomicBool = AtomicBool::new(false);
+
 fn bind_new_vms() -> bool {
-    module_parameters::bind_new_vms.value()
+    BIND_NEW_VMS.load(Ordering::Relaxed)
 }
 
 /// The budget of deferred freeing given to new VMs (`crate::reclaim`).
@@ -90,7 +98,8 @@ struct KvmRtdp {
 impl kernel::Module for KvmRtdp {
     fn init(module: &'static ThisModule) -> Result<Self> {
         kvm::direct_map::init()?;
-        let debugfs = kvm::DebugfsRoot::new()?;
+        BIND_NEW_VMS.store(module_parameters::bind_new_vms.value(), Ordering::Relaxed);
+        let debugfs = kvm::DebugfsRoot::new(&BIND_NEW_VMS)?;
         let provider = kvm::ProviderRegistration::new(entries::ops(module, c"kvm_rtdp"))?;
         pr_info!(
             "registered; new VMs {}\n",

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! kvm_rtdp's debugfs files: `kvm_rtdp/rcu` and `kvm_rtdp/tables` for the
+//! kvm_rtdp's debugfs files: `kvm_rtdp/{rcu,tables,bind_new_vms}` for the
 //! module, `kvm_rtdp/<pid>-<n>/{stats,rcu}` per VM.
 
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use kernel::debugfs::{Dir, File};
 use kernel::prelude::*;
@@ -85,6 +85,37 @@ fn set_rcu_budget(reclaim: &Arc<Reclaimer>, reader: &mut UserSliceReader) -> Res
     Ok(())
 }
 
+/// `kvm_rtdp/bind_new_vms`: reads `Y` or `N`; writing `Y`/`1` or `N`/`0`
+/// decides whether the VMs created from then on are bound to kvm_rtdp
+/// (the module parameter of the same name only sets its first value).
+fn show_flag(flag: &&'static AtomicBool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "{}",
+        if flag.load(Ordering::Relaxed) {
+            'Y'
+        } else {
+            'N'
+        }
+    )
+}
+
+fn set_flag(flag: &&'static AtomicBool, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 4];
+    let n = reader.len();
+    if n == 0 || n > buf.len() {
+        return Err(EINVAL);
+    }
+    reader.read_slice(&mut buf[..n])?;
+    let value = match core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?.trim() {
+        "1" | "Y" | "y" => true,
+        "0" | "N" | "n" => false,
+        _ => return Err(EINVAL),
+    };
+    flag.store(value, Ordering::Relaxed);
+    Ok(())
+}
+
 impl VmDebugfs {
     /// `kvm_rtdp/<name>/` with the VM's `stats` and `rcu` files; `None`
     /// when the module has no debugfs directory.
@@ -125,19 +156,27 @@ pub(crate) struct DebugfsRoot {
     _rcu: Pin<KBox<File<RcuFile>>>,
     /// `kvm_rtdp/tables`: page-table pages held over all VMs.
     _tables: Pin<KBox<File<TablesFile>>>,
+    /// `kvm_rtdp/bind_new_vms`: whether VMs created from now on bind.
+    _bind_new_vms: Pin<KBox<File<&'static AtomicBool>>>,
 }
 
 impl DebugfsRoot {
-    /// Create `kvm_rtdp/` and its module-wide files, and publish it.
-    pub(crate) fn new() -> Result<Self> {
+    /// Create `kvm_rtdp/` and its module-wide files, and publish it;
+    /// `bind_new_vms` is the flag `kvm_rtdp/bind_new_vms` reads and sets.
+    pub(crate) fn new(bind_new_vms: &'static AtomicBool) -> Result<Self> {
         let dir = KBox::new(Dir::new(c"kvm_rtdp"), GFP_KERNEL)?;
         let rcu = KBox::pin_init(dir.read_only_file(c"rcu", RcuFile), GFP_KERNEL)?;
         let tables = KBox::pin_init(dir.read_only_file(c"tables", TablesFile), GFP_KERNEL)?;
+        let bind = KBox::pin_init(
+            dir.read_write_callback_file(c"bind_new_vms", bind_new_vms, &show_flag, &set_flag),
+            GFP_KERNEL,
+        )?;
         // INVARIANT: the box is published and owned until `drop`.
         DEBUGFS_ROOT.store(KBox::into_raw(dir), Ordering::Release);
         Ok(DebugfsRoot {
             _rcu: rcu,
             _tables: tables,
+            _bind_new_vms: bind,
         })
     }
 
