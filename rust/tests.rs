@@ -139,8 +139,8 @@ mod iter {
         fn read(&self, table: usize, index: usize) -> u64 {
             self.0[table * 512 + index]
         }
-        fn child(&self, spte: Spte) -> usize {
-            spte.pfn() as usize - 1
+        fn child(&self, spte: Spte) -> Option<usize> {
+            (spte.pfn() as usize).checked_sub(1)
         }
     }
 

@@ -275,10 +275,12 @@ impl iter::Tables for KernelTables {
     }
 
     #[inline]
-    fn child(&self, spte: Spte) -> RawTable {
+    fn child(&self, spte: Spte) -> Option<RawTable> {
         // Page tables are direct-map pages; the iterator asks only for the
-        // child of a present non-leaf SPTE.
+        // child of a present non-leaf SPTE, which is never at address 0.
         let virt = super::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
-        RawTable(NonNull::new(virt).expect("SPTE points to no table"))
+        let child = NonNull::new(virt).map(RawTable);
+        kernel::warn_on!(child.is_none());
+        child
     }
 }

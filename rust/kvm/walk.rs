@@ -40,15 +40,14 @@ impl Cursor {
     fn start(root: Sp<'_>, min_level: Level, start: u64, end: u64) -> Self {
         // The role is read once: the table carries the root's level.
         let table = root.table();
-        let iter = TdpIter::start(
-            &KernelTables,
-            RawTable(table.ptr()),
-            table.level(),
-            min_level,
-            start,
-            0,
-        )
-        .expect("a TDP MMU root walk");
+        let raw = RawTable(table.ptr());
+        // Refused only for a minimum level above the root's: a corrupted
+        // role, reported; the walk then covers nothing, as tdp_iter.c's.
+        let iter = TdpIter::start(&KernelTables, raw, table.level(), min_level, start, 0)
+            .unwrap_or_else(|| {
+                kernel::warn_on!(true);
+                TdpIter::empty(raw, table.level())
+            });
         Cursor { iter, end }
     }
 

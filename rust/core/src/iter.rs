@@ -25,8 +25,10 @@ pub trait Tables {
     /// Read SPTE `index` of `table` once.
     fn read(&self, table: Self::Table, index: usize) -> u64;
 
-    /// The table that the present, non-leaf `spte` points to.
-    fn child(&self, spte: Spte) -> Self::Table;
+    /// The table that the present, non-leaf `spte` points to; `None` if
+    /// it points to none, which the walk then does not enter (as
+    /// `tdp_iter.c` when `spte_to_child_pt()` finds no table).
+    fn child(&self, spte: Spte) -> Option<Self::Table>;
 }
 
 /// Position and state of a walk.
@@ -88,6 +90,26 @@ impl<T: Tables> TdpIter<T> {
         };
         iter.restart(tables);
         Some(iter)
+    }
+
+    /// A walk that is over before it starts: for a caller that has no walk
+    /// to make of its arguments ([`Self::start`] refused them) and reported
+    /// it. Not [`Self::valid`]; the caller must not step it.
+    pub fn empty(root: T::Table, root_level: Level) -> Self {
+        // INVARIANT: as after the last step of a walk, nothing is read.
+        Self {
+            path: [root; Level::MAX.get() as usize],
+            next_last_level_gfn: 0,
+            yielded_gfn: 0,
+            gfn: 0,
+            gfn_bits: 0,
+            root_level,
+            min_level: root_level,
+            level: root_level,
+            old_spte: 0,
+            valid: false,
+            yielded: false,
+        }
     }
 
     /// Whether the iterator is on an SPTE; false once the walk has left the
@@ -210,7 +232,9 @@ impl<T: Tables> TdpIter<T> {
         if !spte.is_present() || spte.is_leaf(self.level) {
             return false;
         }
-        let child = tables.child(spte);
+        let Some(child) = tables.child(spte) else {
+            return false;
+        };
         // INVARIANT: the table for `lower` is set before `level` moves to it.
         self.path[lower.index()] = child;
         self.level = lower;
@@ -265,8 +289,8 @@ mod tests {
             );
             self.0[table][index]
         }
-        fn child(&self, spte: Spte) -> usize {
-            spte.pfn() as usize - 1
+        fn child(&self, spte: Spte) -> Option<usize> {
+            (spte.pfn() as usize).checked_sub(1)
         }
     }
 
@@ -288,7 +312,7 @@ mod tests {
             for i in 0..512 {
                 let spte = Spte(self.0[table][i]);
                 if level > Level::PG_4K && spte.is_present() && !spte.is_leaf(level) {
-                    let old = self.child(spte);
+                    let old = self.child(spte).unwrap();
                     let new = self.new_table();
                     self.0[new] = self.0[old];
                     self.1[old] = true;
@@ -339,7 +363,7 @@ mod tests {
             if level > min && spte.is_present() && !spte.is_leaf(level) {
                 reference(
                     m,
-                    m.child(spte),
+                    m.child(spte).unwrap(),
                     level.lower().unwrap(),
                     gfn,
                     min,
@@ -453,5 +477,28 @@ mod tests {
         assert_eq!(it.old_spte().pfn(), 0x55);
         assert!(TdpIter::start(&m, root, Level::PG_1G, Level::PG_1G, 1 << 18, 1 << 18).is_none());
         assert!(TdpIter::start(&m, root, Level::PG_2M, Level::PG_1G, 0, 0).is_none());
+    }
+
+    #[test]
+    fn a_link_to_no_table_is_not_entered() {
+        let mut m = Model::new();
+        let root = m.new_table();
+        let mid = m.new_table();
+        // Entry 0 links a table the model cannot find (pfn 0); entry 1 a
+        // real one. The walk sees entry 0, stays at its level, goes on.
+        m.0[root][0] = MMU_PRESENT;
+        m.0[root][1] = MMU_PRESENT | ((mid as u64 + 1) << 12);
+        m.0[mid][0] = MMU_PRESENT | (0x77 << 12) | 0x7;
+        let got = walk(&mut m, Level::PG_2M, Level::PG_4K, 0, 1024, None);
+        assert_eq!(got[..3], [(2, 0), (2, 512), (1, 512)]);
+    }
+
+    #[test]
+    fn an_empty_walk_visits_nothing() {
+        let mut m = Model::new();
+        let root = m.new_table();
+        m.0[root][0] = MMU_PRESENT | (0x55 << 12) | PAGE_SIZE;
+        let it: TdpIter<Model> = TdpIter::empty(root, Level::PG_1G);
+        assert!(!it.valid());
     }
 }
