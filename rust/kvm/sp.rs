@@ -27,8 +27,10 @@ pub(super) static TABLES: AtomicU64 = AtomicU64::new(0);
 ///
 /// # Invariants
 ///
-/// Points to an initialized `struct kvm_mmu_page` that stays allocated for
-/// `'a` (see the module documentation of `crate::kvm` for what keeps it).
+/// Points to an initialized `struct kvm_mmu_page` with its table (`spt`,
+/// set by kvm.ko before the page is handed out and never changed) that
+/// stays allocated for `'a` (see the module documentation of `crate::kvm`
+/// for what keeps it).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sp<'a> {
     ptr: NonNull<bindings::kvm_mmu_page>,
@@ -46,8 +48,8 @@ impl<'a> Sp<'a> {
 
     /// # Safety
     ///
-    /// `ptr` is an initialized TDP MMU kvm_mmu_page that stays allocated
-    /// for `'a`.
+    /// `ptr` is an initialized TDP MMU kvm_mmu_page with its table that
+    /// stays allocated for `'a`.
     pub(super) unsafe fn from_raw(ptr: *mut bindings::kvm_mmu_page) -> Self {
         // INVARIANT: the caller's guarantee.
         Sp {
@@ -59,7 +61,8 @@ impl<'a> Sp<'a> {
 
     /// # Safety
     ///
-    /// `link` is the `link` member of a kvm_mmu_page allocated for `'a`.
+    /// `link` is the `link` member of a TDP MMU kvm_mmu_page, with its
+    /// table, allocated for `'a`.
     pub(super) unsafe fn from_link(link: *mut bindings::list_head) -> Self {
         let offset = core::mem::offset_of!(bindings::kvm_mmu_page, link);
         // SAFETY: container_of() on the caller's guarantee.
@@ -119,8 +122,8 @@ impl<'a> Sp<'a> {
 
     /// The page table itself, alive as long as its header.
     pub(crate) fn table(self) -> Table<'a> {
-        // SAFETY: `spt` is set at allocation and never changes; a TDP MMU
-        // page always has its table, which lives as long as the header.
+        // SAFETY: the page has its table (type invariant), which lives as
+        // long as the header.
         unsafe { Table::from_raw(table_of(self.ptr), self.level()) }
     }
 
@@ -205,11 +208,21 @@ fn level_of(role: bindings::kvm_mmu_page_role) -> Level {
     level.unwrap_or(Level::PG_4K)
 }
 
-fn table_of(sp: NonNull<bindings::kvm_mmu_page>) -> NonNull<u64> {
-    // SAFETY: `spt` is set at allocation and never changes.
+/// The table of `sp`.
+///
+/// # Safety
+///
+/// `sp` is an initialized kvm_mmu_page with its table. kvm.ko sets `spt`
+/// before it hands a page out (tdp_mmu_alloc_sp() from a topped-up cache;
+/// tdp_mmu_alloc_sp_for_split() returns no page without one) and never
+/// changes it, so the handles take it as their invariant rather than
+/// checking it on every walk.
+#[inline]
+unsafe fn table_of(sp: NonNull<bindings::kvm_mmu_page>) -> NonNull<u64> {
+    // SAFETY: `sp` is initialized (the caller's guarantee).
     let spt = unsafe { (*sp.as_ptr()).spt };
-    // A TDP MMU page always has its table.
-    NonNull::new(spt).expect("kvm_mmu_page without a table")
+    // SAFETY: not null by the caller's guarantee.
+    unsafe { NonNull::new_unchecked(spt) }
 }
 
 /// A page-table page that nobody else has seen: from a vCPU's memory
@@ -262,7 +275,8 @@ impl NewSp {
     /// Fill the table, entry `i` with `entry(i)`: plain stores, as nobody
     /// else can see it yet.
     pub(crate) fn fill(&mut self, mut entry: impl FnMut(usize) -> Spte) {
-        let table = table_of(self.ptr);
+        // SAFETY: the page has its table (type invariant).
+        let table = unsafe { table_of(self.ptr) };
         for i in 0..crate::level::SPTE_ENT_PER_PAGE {
             // SAFETY: in bounds of the table, which is ours alone.
             unsafe { *table.as_ptr().add(i) = entry(i).0 };
@@ -289,7 +303,8 @@ impl NewSp {
     /// The non-leaf SPTE that links the table, for the exchange that
     /// publishes it.
     pub(crate) fn nonleaf_spte(&self) -> Spte {
-        super::make_spte::make_nonleaf_spte(table_of(self.ptr))
+        // SAFETY: the page has its table (type invariant).
+        super::make_spte::make_nonleaf_spte(unsafe { table_of(self.ptr) })
     }
 
     /// The table is linked into the tree: no longer this value's to free.
