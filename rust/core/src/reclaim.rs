@@ -67,6 +67,14 @@ pub struct Reclaim<const SLOTS: usize> {
     waits: AtomicU64,
 }
 
+/// Rounds of "submit what is queued, then wait for every callback in
+/// flight" that empty a [`Reclaim`] to which nothing is queued any more: the
+/// first round's wait runs the callbacks already in flight, each of which
+/// submits the queue again; the second's runs those. One more for slack; a
+/// teardown that still finds tables pending after this many rounds has a
+/// wrong count and must report it, not wait for ever.
+pub const DRAIN_ROUNDS: usize = 3;
+
 /// A snapshot of a VM's deferred freeing, for statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReclaimStats {
@@ -296,6 +304,43 @@ mod tests {
         let s = r.stats();
         assert_eq!((s.pending, s.peak, s.batches), (0, 10, 3));
         assert!(!r.in_flight());
+    }
+
+    /// Teardown's drain: each round submits, then "waits for every
+    /// callback in flight", running those posted before the wait (as
+    /// `rcu_barrier()`); a callback submits again, for the next round.
+    #[test]
+    fn drain_empties_within_its_rounds() {
+        for in_flight in 0..=2 {
+            for queued in 0..=20 {
+                let nodes = Nodes::new(in_flight + queued);
+                let r = Reclaim::<2>::new(1000);
+                let mut posted = Vec::new();
+                for n in 1..=in_flight {
+                    r.queue(&nodes, n);
+                    posted.extend(r.submit());
+                }
+                for n in in_flight + 1..=in_flight + queued {
+                    r.queue(&nodes, n);
+                    posted.extend(r.submit());
+                }
+                let mut rounds = 0;
+                while r.pending() != 0 {
+                    assert!(
+                        rounds < DRAIN_ROUNDS,
+                        "{in_flight} in flight, {queued} queued"
+                    );
+                    posted.extend(r.submit());
+                    for slot in core::mem::take(&mut posted) {
+                        let count = free_chain(&nodes, r.take(slot), |_| {});
+                        r.done(slot, count);
+                        posted.extend(r.submit());
+                    }
+                    rounds += 1;
+                }
+                assert!(posted.is_empty() && !r.in_flight());
+            }
+        }
     }
 
     #[test]
