@@ -69,6 +69,15 @@ fn handle_changed(
     if old == new {
         return;
     }
+    // Writable implies MMU-writable implies host-writable: a leaf that
+    // breaks it could let the guest write a page KVM write-protects.
+    if is_leaf && !new.writable_invariants_hold(&kvm.state().masks) {
+        kernel::warn_on!(true);
+        pr_err!(
+            "kvm_rtdp: leaf SPTE breaks the writable invariants: {:#x}\n",
+            new.0
+        );
+    }
     if !was_present && !is_present {
         // Only MMIO SPTEs and freezes change one non-present value for
         // another.

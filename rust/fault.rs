@@ -121,9 +121,13 @@ fn map_target_level(
     } else if changes::set_shared(lock, walk, new).is_err() {
         stats.count(Counter::RetriesRaced);
         return PfResult::Retry;
-    } else if old.is_present() && !old.is_leaf(level) {
+    } else if old.is_present()
+        && (!old.is_leaf(level)
+            || kernel::warn_on!(old.leaf_change_needs_tlb_flush(new, &kvm.state().masks)))
+    {
         // A table was replaced by a huge page: its translations may be
-        // cached.
+        // cached. A fault never takes writability away from a leaf (only
+        // write-protection does, and flushes); if one did, flush too.
         kvm.flush_remote_tlbs_gfn(walk.gfn(), level);
     }
 

@@ -196,6 +196,14 @@ impl Spte {
         !self.ad_enabled() && self.0 & m.acc_track == 0
     }
 
+    /// Whether replacing the present leaf `self` with `new` for the same
+    /// page must flush TLBs (`leaf_spte_change_needs_tlb_flush`): only when
+    /// it takes away MMU-writability, which a vCPU's cached writable
+    /// translation would still have.
+    pub const fn leaf_change_needs_tlb_flush(self, new: Spte, m: &Masks) -> bool {
+        self.is_mmu_writable(m) && !new.is_mmu_writable(m)
+    }
+
     /// The invariants of a present leaf that `check_spte_writable_invariants`
     /// enforces: MMU-writable implies host-writable, and writable implies
     /// MMU-writable.
@@ -332,6 +340,18 @@ mod tests {
             assert_eq!(Spte::dirty_bit(&m, true), WRITABLE);
             assert_eq!(Spte::dirty_bit(&m, false), m.dirty);
             assert_eq!(w.0 & !Spte::dirty_bit(&m, false) & m.dirty, 0);
+        }
+    }
+
+    #[test]
+    fn only_losing_mmu_writability_needs_a_flush() {
+        for m in [Masks::NPT, Masks::EPT] {
+            let ro = Spte(MMU_PRESENT);
+            let w = Spte(MMU_PRESENT | WRITABLE | m.mmu_writable | m.host_writable);
+            assert!(!ro.leaf_change_needs_tlb_flush(w, &m), "made writable");
+            assert!(w.leaf_change_needs_tlb_flush(ro, &m), "write-protected");
+            assert!(!w.leaf_change_needs_tlb_flush(w, &m));
+            assert!(!ro.leaf_change_needs_tlb_flush(ro, &m));
         }
     }
 
