@@ -20,8 +20,12 @@
 //! a virtual memory map, and `CONFIG_DEBUG_VIRTUAL` kernels (whose
 //! `__pa()` checks its argument), keep calling the helpers.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use kernel::bindings;
 use kernel::prelude::*;
+
+use crate::spte::Spte;
 
 #[cfg(all(CONFIG_SPARSEMEM_VMEMMAP, not(CONFIG_DEBUG_VIRTUAL)))]
 mod imp {
@@ -106,6 +110,10 @@ mod imp {
 /// allocated for the purpose (kmalloc memory is in the direct map): its
 /// physical address and its `struct page` must agree both ways.
 pub(crate) fn init() -> Result {
+    // SAFETY: reads a value fixed at boot.
+    let phys_mask = unsafe { bindings::physical_address_mask() };
+    // INVARIANT: stored before the caller registers the provider.
+    PHYS_MASK.store(phys_mask, Ordering::Relaxed);
     imp::init()?;
     let probe = KBox::new(0u64, GFP_KERNEL)?;
     let virt = &raw const *probe as usize;
@@ -129,6 +137,22 @@ pub(crate) fn init() -> Result {
         return Err(EINVAL);
     }
     Ok(())
+}
+
+/// The kernel's `__PHYSICAL_MASK` (`SPTE_BASE_ADDR_MASK` is it without
+/// the page offset): a variable on kernels that may encrypt memory.
+///
+/// # Invariants
+///
+/// Set by [`init`] before the provider registers, never changed after.
+static PHYS_MASK: AtomicU64 = AtomicU64::new(0);
+
+/// The physical address of the table that the present non-leaf `spte`
+/// links (`spte_to_child_pt()`): without SME's C-bit, which the entries
+/// of an encrypting host carry above the address.
+#[inline]
+pub(super) fn table_address(spte: Spte) -> u64 {
+    spte.table_phys(PHYS_MASK.load(Ordering::Relaxed))
 }
 
 /// The direct-map address of physical address `phys`.

@@ -18,7 +18,7 @@ use super::{MmuWrite, RemovedSp, Sp};
 use crate::freeze;
 use crate::iter;
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
-use crate::spte::{Spte, BASE_ADDR_MASK, FROZEN};
+use crate::spte::{Spte, FROZEN};
 
 /// A page table: 512 SPTEs at one level.
 ///
@@ -81,7 +81,9 @@ impl<'a> Table<'a> {
         let Some(upper) = self.level.upper() else {
             return false;
         };
-        spte.is_present() && !spte.is_leaf(upper) && spte.0 & BASE_ADDR_MASK == self.phys()
+        spte.is_present()
+            && !spte.is_leaf(upper)
+            && super::direct_map::table_address(spte) == self.phys()
     }
 }
 
@@ -169,7 +171,7 @@ impl<'a> Sptep<'a> {
             && !old.is_leaf(self.level)
             && (!new.is_present() || new.is_leaf(self.level) || new.pfn() != old.pfn());
         let removed = unlinks.then(|| {
-            let table = super::direct_map::phys_to_virt(old.0 & BASE_ADDR_MASK);
+            let table = super::direct_map::phys_to_virt(super::direct_map::table_address(old));
             // SAFETY: `old` linked a table, which this exchange unlinked, so
             // nothing links it now and only this thread knows; tables live
             // until a grace period after they are removed.
@@ -278,7 +280,7 @@ impl iter::Tables for KernelTables {
     fn child(&self, spte: Spte) -> Option<RawTable> {
         // Page tables are direct-map pages; the iterator asks only for the
         // child of a present non-leaf SPTE, which is never at address 0.
-        let virt = super::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
+        let virt = super::direct_map::phys_to_virt(super::direct_map::table_address(spte));
         let child = NonNull::new(virt).map(RawTable);
         kernel::warn_on!(child.is_none());
         child

@@ -22,7 +22,7 @@ use super::vm::need_resched;
 use super::{Kvm, MmuHeld, Sp, Sptep, Table};
 use crate::iter::TdpIter;
 use crate::level::{Level, SPTE_LEVEL_BITS};
-use crate::spte::{Spte, BASE_ADDR_MASK};
+use crate::spte::Spte;
 
 /// What both kinds of walk have: the iterator and the end of the range.
 ///
@@ -108,7 +108,7 @@ impl Cursor {
         if !spte.is_present() || spte.is_leaf(self.level()) {
             return None;
         }
-        let virt = super::direct_map::phys_to_virt(spte.0 & BASE_ADDR_MASK);
+        let virt = super::direct_map::phys_to_virt(super::direct_map::table_address(spte));
         // SAFETY: the table a present non-leaf SPTE read in this section
         // linked stays allocated until the section ends (freed only after a
         // grace period), and the section is held while `self` is borrowed.

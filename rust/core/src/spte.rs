@@ -204,6 +204,14 @@ impl Spte {
         self.is_mmu_writable(m) && !new.is_mmu_writable(m)
     }
 
+    /// The physical address of the table a present non-leaf SPTE links
+    /// (`spte_to_child_pt()`): its bits 12 up to the kernel's
+    /// `__PHYSICAL_MASK`, `phys_mask`. With memory encryption (SME) the
+    /// C-bit sits above that mask in every entry and is not address.
+    pub const fn table_phys(self, phys_mask: u64) -> u64 {
+        self.0 & phys_mask & !0xfff
+    }
+
     /// The invariants of a present leaf that `check_spte_writable_invariants`
     /// enforces: MMU-writable implies host-writable, and writable implies
     /// MMU-writable.
@@ -341,6 +349,17 @@ mod tests {
             assert_eq!(Spte::dirty_bit(&m, false), m.dirty);
             assert_eq!(w.0 & !Spte::dirty_bit(&m, false) & m.dirty, 0);
         }
+    }
+
+    #[test]
+    fn the_c_bit_is_not_part_of_a_table_address() {
+        // SME with the C-bit at 47: physical addresses have 47 bits.
+        let phys_mask = (1u64 << 47) - 1;
+        let link = Spte(MMU_PRESENT | (1 << 47) | 0x1234_5000 | 0x7);
+        assert_eq!(link.table_phys(phys_mask), 0x1234_5000);
+        // Without encryption the mask is 52 bits and takes everything.
+        let plain = Spte(MMU_PRESENT | 0x000f_0000_0000_1000 | 0x7);
+        assert_eq!(plain.table_phys((1 << 52) - 1), 0x000f_0000_0000_1000);
     }
 
     #[test]
