@@ -20,8 +20,6 @@
 //! a virtual memory map, and `CONFIG_DEBUG_VIRTUAL` kernels (whose
 //! `__pa()` checks its argument), keep calling the helpers.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use kernel::bindings;
 use kernel::prelude::*;
 
@@ -110,10 +108,7 @@ mod imp {
 /// allocated for the purpose (kmalloc memory is in the direct map): its
 /// physical address and its `struct page` must agree both ways.
 pub(crate) fn init() -> Result {
-    // SAFETY: reads a value fixed at boot.
-    let phys_mask = unsafe { bindings::physical_address_mask() };
-    // INVARIANT: stored before the caller registers the provider.
-    PHYS_MASK.store(phys_mask, Ordering::Relaxed);
+    phys_mask::init()?;
     imp::init()?;
     let probe = KBox::new(0u64, GFP_KERNEL)?;
     let virt = &raw const *probe as usize;
@@ -140,19 +135,69 @@ pub(crate) fn init() -> Result {
 }
 
 /// The kernel's `__PHYSICAL_MASK` (`SPTE_BASE_ADDR_MASK` is it without
-/// the page offset): a variable on kernels that may encrypt memory.
-///
-/// # Invariants
-///
-/// Set by [`init`] before the provider registers, never changed after.
-static PHYS_MASK: AtomicU64 = AtomicU64::new(0);
+/// the page offset): a variable only on kernels that may encrypt memory
+/// (`CONFIG_DYNAMIC_PHYSICAL_MASK`), a constant otherwise, which the walk
+/// then uses without a load.
+#[cfg(CONFIG_DYNAMIC_PHYSICAL_MASK)]
+mod phys_mask {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use kernel::bindings;
+    use kernel::prelude::*;
+
+    /// # Invariants
+    ///
+    /// Set by [`init`] before the provider registers, never changed after.
+    static PHYS_MASK: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn init() -> Result {
+        // SAFETY: reads a value fixed at boot.
+        let mask = unsafe { bindings::physical_address_mask() };
+        // INVARIANT: stored before the caller registers the provider.
+        PHYS_MASK.store(mask, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn get() -> u64 {
+        PHYS_MASK.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(not(CONFIG_DYNAMIC_PHYSICAL_MASK))]
+mod phys_mask {
+    use kernel::bindings;
+    use kernel::prelude::*;
+
+    /// `__PHYSICAL_MASK` of page_types.h without memory encryption.
+    const MASK: u64 = (1 << 52) - 1;
+
+    /// The constant must be the kernel's: checked once, at load.
+    pub(super) fn init() -> Result {
+        // SAFETY: reads a value fixed at build time.
+        let mask = unsafe { bindings::physical_address_mask() };
+        if mask != MASK {
+            pr_err!(
+                "__PHYSICAL_MASK is {:#x}, kvm_rtdp expects {:#x}\n",
+                mask,
+                MASK
+            );
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn get() -> u64 {
+        MASK
+    }
+}
 
 /// The physical address of the table that the present non-leaf `spte`
 /// links (`spte_to_child_pt()`): without SME's C-bit, which the entries
 /// of an encrypting host carry above the address.
 #[inline]
 pub(super) fn table_address(spte: Spte) -> u64 {
-    spte.table_phys(PHYS_MASK.load(Ordering::Relaxed))
+    spte.table_phys(phys_mask::get())
 }
 
 /// The direct-map address of physical address `phys`.
