@@ -94,7 +94,8 @@ impl<T: Tables> TdpIter<T> {
 
     /// A walk that is over before it starts: for a caller that has no walk
     /// to make of its arguments ([`Self::start`] refused them) and reported
-    /// it. Not [`Self::valid`]; the caller must not step it.
+    /// it. Not [`Self::valid`], so a walk loop, which steps only a valid
+    /// iterator, ends before it reads anything.
     pub fn empty(root: T::Table, root_level: Level) -> Self {
         // INVARIANT: as after the last step of a walk, nothing is read.
         Self {
