@@ -42,7 +42,9 @@ demangle() { llvm-cxxfilt-19 | sed -E 's/\[[0-9a-f]{16}\]//g'; }
 	{
 		llvm-nm-19 --defined-only -n "$RTDP_BUILD/vmlinux" |
 			awk '$2 ~ /^[tTwW]$/ { printf "%s\tS\tvmlinux\t%s\n", $1, $3 }'
-		awk '$1 == "profile-ksym" { printf "%s\tS\t%s\t%s\n", $2, $4, $3 }' "$out/report.log"
+		# The console ends its lines with CR LF.
+		tr -d '\r' <"$out/report.log" |
+			awk '$1 == "profile-ksym" { printf "%s\tS\t%s\t%s\n", $2, $4, $3 }'
 	} | demangle
 	# Per block: instructions in the C window (snapshots 0-1) and the Rust
 	# window (2-3).
