@@ -203,6 +203,93 @@ impl<T: Tables> TdpIter<T> {
         self.valid = false;
     }
 
+    /// [`Self::next`] for a caller that stops at `end`: when the current
+    /// SPTE is the last of the range, the walk only enters the table it
+    /// links (read again, as by [`Self::next`]) or ends, without stepping
+    /// past `end` first. A walk of one gfn ends where its entry is.
+    #[inline]
+    pub fn next_until(&mut self, tables: &T, end: u64) {
+        if !self.yielded && self.level.next_gfn(self.gfn) >= end {
+            if !self.step_down(tables) {
+                self.valid = false;
+            }
+            return;
+        }
+        self.next(tables);
+    }
+
+    /// Step down through present links until the walk is at `stop` (or
+    /// its lowest level, if that is higher) or on an SPTE that links no
+    /// table: where [`Self::next`] would step down, each time, without the
+    /// caller looking at the links on the way. A single-gfn operation (a
+    /// fault, aging one page) reaches its entry in one call instead of a
+    /// step per level. Like [`Self::next`], it reads the current SPTE again
+    /// first. Does nothing after a yield or at the end of the walk.
+    #[inline]
+    pub fn descend(&mut self, tables: &T, stop: Level) {
+        if !self.valid || self.yielded {
+            return;
+        }
+        let mut spte = Spte(tables.read(self.table(self.level), self.index()));
+        loop {
+            self.old_spte = spte.0;
+            if self.level <= stop || self.level <= self.min_level {
+                return;
+            }
+            let Some(lower) = self.level.lower() else {
+                return;
+            };
+            if !spte.is_present() || spte.is_leaf(self.level) {
+                return;
+            }
+            let Some(child) = tables.child(spte) else {
+                return;
+            };
+            // INVARIANT: as in `step_down`.
+            self.path[lower.index()] = child;
+            self.level = lower;
+            self.gfn = lower.round_gfn(self.next_last_level_gfn);
+            spte = Spte(tables.read(child, self.index()));
+        }
+    }
+
+    /// At the walk's lowest level, move sideways to the first later SPTE
+    /// of the current table below `end` that `want` accepts, reading each
+    /// SPTE on the way once: true when there is one, and the iterator is on
+    /// it. Otherwise false, and the iterator is on the last SPTE it read
+    /// (or still where it was), so that [`Self::next`] goes on after them.
+    ///
+    /// A walk that seeks visits the SPTEs that stepping would, minus those
+    /// `want` rejects: at the lowest level the walk descends into nothing.
+    /// Above it, or after a yield, it does nothing and returns false.
+    #[inline]
+    pub fn seek(&mut self, tables: &T, end: u64, mut want: impl FnMut(Spte) -> bool) -> bool {
+        if self.level != self.min_level || self.yielded {
+            return false;
+        }
+        let table = self.table(self.level);
+        let step = self.level.pages();
+        let mut index = self.index();
+        let mut gfn = self.gfn;
+        let mut spte = self.old_spte;
+        let mut found = false;
+        while index < (1 << SPTE_LEVEL_BITS) - 1 && gfn.saturating_add(step) < end {
+            index += 1;
+            gfn += step;
+            spte = tables.read(table, index);
+            if want(Spte(spte)) {
+                found = true;
+                break;
+            }
+        }
+        // INVARIANT: `gfn` is the SPTE at `index` of the same table, rounded
+        // to the level, and `spte` what was read there.
+        self.gfn = gfn;
+        self.next_last_level_gfn = gfn;
+        self.old_spte = spte;
+        found
+    }
+
     #[inline]
     fn table(&self, level: Level) -> T::Table {
         self.path[level.index()]
@@ -452,6 +539,171 @@ mod tests {
                 got.len() - full.len()
             );
         }
+    }
+
+    /// Stopping at the end visits what stepping past it and checking
+    /// visits, and a table linked under the last entry meanwhile is still
+    /// entered.
+    #[test]
+    fn next_until_ends_where_stepping_leaves_the_range() {
+        let mut rng = XorShift(0xe7d);
+        for case in 0..300 {
+            let mut m = Model::new();
+            let root = m.new_table();
+            let l4 = Level::new(4).unwrap();
+            let mut budget = 12;
+            m.grow(&mut rng, root, l4, &mut budget);
+            let span = l4.next_gfn(0);
+            let start = rng.below(span);
+            let end = start + rng.below(if case % 2 == 0 { 4 } else { span - start }) + 1;
+            let min = Level::new(rng.below(4) as u8 + 1).unwrap();
+            let want = walk(&mut m, l4, min, start, end, None);
+            let mut got = Vec::new();
+            let mut it = TdpIter::start(&m, root, l4, min, start, 0).unwrap();
+            while it.valid() && it.gfn() < end {
+                got.push((it.level().get(), it.gfn()));
+                it.next_until(&m, end);
+            }
+            assert_eq!(got, want, "case {case}");
+        }
+
+        let mut m = Model::new();
+        let root = m.new_table();
+        let mut it = TdpIter::start(&m, root, Level::PG_2M, Level::PG_4K, 5, 0).unwrap();
+        assert_eq!((it.level(), it.gfn()), (Level::PG_2M, 0));
+        let leaf = m.new_table();
+        m.0[root][0] = MMU_PRESENT | ((leaf as u64 + 1) << 12);
+        it.next_until(&m, 6);
+        assert!(it.valid());
+        assert_eq!((it.level(), it.gfn()), (Level::PG_4K, 5));
+        it.next_until(&m, 6);
+        assert!(!it.valid());
+    }
+
+    /// Descending visits, after its start, what stepping would visit next
+    /// while it steps down: the same position, value and path, and the
+    /// walks go on identically from there.
+    #[test]
+    fn descending_is_stepping_down() {
+        let mut rng = XorShift(0xde5c);
+        for case in 0..300 {
+            let mut m = Model::new();
+            let root = m.new_table();
+            let l4 = Level::new(4).unwrap();
+            let mut budget = 12;
+            m.grow(&mut rng, root, l4, &mut budget);
+            let start = rng.below(l4.next_gfn(0));
+            let min = Level::new(rng.below(4) as u8 + 1).unwrap();
+            let stop = Level::new(rng.below(4) as u8 + 1).unwrap();
+            let mut stepped = TdpIter::start(&m, root, l4, min, start, 0).unwrap();
+            let mut descended = TdpIter::start(&m, root, l4, min, start, 0).unwrap();
+            for _ in 0..20 {
+                // Step while the walk is on a link above `stop`.
+                loop {
+                    let s = stepped.old_spte();
+                    let lvl = stepped.level();
+                    if !stepped.valid()
+                        || lvl <= stop
+                        || lvl <= min
+                        || !s.is_present()
+                        || s.is_leaf(lvl)
+                    {
+                        break;
+                    }
+                    stepped.next(&m);
+                }
+                descended.descend(&m, stop);
+                let at = |it: &TdpIter<Model>| {
+                    (
+                        it.valid(),
+                        it.level(),
+                        it.gfn(),
+                        it.old_spte().0,
+                        it.position(),
+                    )
+                };
+                assert_eq!(at(&descended), at(&stepped), "case {case}");
+                stepped.next(&m);
+                descended.next(&m);
+            }
+        }
+    }
+
+    /// A walk that seeks the SPTEs a predicate accepts at the lowest level
+    /// (as aging seeks young leaves) visits exactly the accepted SPTEs the
+    /// stepping walk visits, in the same order.
+    #[test]
+    fn seeking_visits_what_stepping_accepts() {
+        let mut rng = XorShift(0x5eed);
+        for case in 0..300 {
+            let mut m = Model::new();
+            let root = m.new_table();
+            let l4 = Level::new(4).unwrap();
+            let mut budget = 12;
+            m.grow(&mut rng, root, l4, &mut budget);
+            let span = l4.next_gfn(0);
+            let start = rng.below(span);
+            let end = start + rng.below(span - start) + 1;
+            let min = Level::new(rng.below(4) as u8 + 1).unwrap();
+            let accept = |s: Spte| s.is_present() && s.pfn() % 3 != 1;
+
+            let mut want = Vec::new();
+            let mut it = TdpIter::start(&m, root, l4, min, start, 0).unwrap();
+            while it.valid() && it.gfn() < end {
+                if it.level() == min && accept(it.old_spte()) {
+                    want.push((it.level().get(), it.gfn(), it.old_spte().0));
+                }
+                it.next(&m);
+            }
+
+            let mut got = Vec::new();
+            let mut steps = 0;
+            let mut it = TdpIter::start(&m, root, l4, min, start, 0).unwrap();
+            while it.valid() && it.gfn() < end {
+                steps += 1;
+                if it.level() == min && accept(it.old_spte()) {
+                    got.push((it.level().get(), it.gfn(), it.old_spte().0));
+                }
+                if it.seek(&m, end, accept) {
+                    continue;
+                }
+                it.next(&m);
+            }
+            assert_eq!(got, want, "case {case}");
+            assert!(
+                steps <= want.len() * 2 + 4 * 512,
+                "case {case}: {steps} steps"
+            );
+        }
+    }
+
+    #[test]
+    fn seeking_stops_at_the_end_and_the_table_edge() {
+        let mut m = Model::new();
+        let root = m.new_table();
+        let leaf = m.new_table();
+        m.0[root][0] = MMU_PRESENT | ((leaf as u64 + 1) << 12);
+        m.0[root][1] = MMU_PRESENT | (0x99 << 12) | PAGE_SIZE;
+        m.0[leaf][7] = MMU_PRESENT | (0x11 << 12);
+        m.0[leaf][300] = MMU_PRESENT | (0x12 << 12);
+        let present = |s: Spte| s.is_present();
+        let mut it = TdpIter::start(&m, root, Level::PG_2M, Level::PG_4K, 0, 0).unwrap();
+        it.next(&m);
+        assert_eq!((it.level(), it.gfn()), (Level::PG_4K, 0));
+        assert!(it.seek(&m, 300, present));
+        assert_eq!(it.gfn(), 7);
+        // Gfn 300 is the end: not reached; left on 299.
+        assert!(!it.seek(&m, 300, present));
+        assert_eq!(it.gfn(), 299);
+        it.next(&m);
+        assert_eq!(it.gfn(), 300);
+        assert!(!it.seek(&m, u64::MAX, present));
+        assert_eq!(it.gfn(), 511);
+        it.next(&m);
+        assert_eq!((it.level(), it.gfn()), (Level::PG_2M, 512));
+        // Above the lowest level it does not move.
+        assert!(!it.seek(&m, u64::MAX, present));
+        assert_eq!((it.level(), it.gfn()), (Level::PG_2M, 512));
     }
 
     #[test]
