@@ -21,6 +21,7 @@ use kernel::sync::rcu;
 use crate::kvm::{trace, GfnRange, Kvm, RcuWalk, RootTypes};
 use crate::level::Level;
 use crate::roots;
+use crate::spte::Spte;
 use crate::stats::Counter;
 
 /// What an aging pass does with the young SPTEs it finds.
@@ -49,6 +50,12 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
             continue;
         }
         let mut walk = RcuWalk::new(kvm, &rcu, root, Level::PG_4K, range.start(), range.end());
+        // 4 KiB leaves are looked at a load each: a range of a huge page's
+        // size (a THP's clear_young) has a whole table of them, few young.
+        let young_4k = |spte: Spte| spte.is_present() && spte.is_accessed(&masks);
+        // Only leaves are aged: the links on the way down are not looked
+        // at (most ranges are one page: page_idle and the PTE notifiers).
+        walk.descend(Level::PG_4K);
         while walk.valid() {
             let old = walk.old_spte();
             if old.is_present() && old.is_leaf(walk.level()) && old.is_accessed(&masks) {
@@ -70,7 +77,11 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
                     }
                 }
             }
+            if walk.seek(young_4k) {
+                continue;
+            }
             walk.next();
+            walk.descend(Level::PG_4K);
         }
     }
     if aged != 0 {

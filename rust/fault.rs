@@ -34,6 +34,10 @@ pub(crate) fn map(vcpu: &Vcpu, lock: &MmuRead<'_>, fault: &Fault) -> PfResult {
     trace::spte_requested(fault, root.access());
 
     let mut walk = Walk::new(kvm, root, Level::PG_4K, fault.gfn(), fault.gfn() + 1);
+    // Present links above the goal level are passed in one go: nothing
+    // below acts on them (the huge page adjustment acts at the goal level
+    // only).
+    walk.descend(fault.goal_level());
     while walk.valid() {
         if fault.nx_huge_page_workaround_enabled() {
             fault.disallowed_hugepage_adjust(walk.old_spte(), walk.level());
@@ -49,6 +53,7 @@ pub(crate) fn map(vcpu: &Vcpu, lock: &MmuRead<'_>, fault: &Fault) -> PfResult {
         }
         if old.is_present() && !old.is_huge() {
             walk.next();
+            walk.descend(fault.goal_level());
             continue;
         }
 

@@ -44,11 +44,12 @@ pub(crate) fn last_spte<'r>(
     gfn: u64,
 ) -> Option<(Sptep<'r>, Spte)> {
     let root = vcpu.root()?;
-    let mut last = None;
     let mut walk = RcuWalk::new(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
-    while walk.valid() {
-        last = Some((walk.section_sptep(), walk.old_spte()));
-        walk.next();
+    // The last SPTE on the way is where the descent through the links
+    // ends: the others are links, which the caller does not look at.
+    walk.descend(Level::PG_4K);
+    if !walk.valid() {
+        return None;
     }
-    last
+    Some((walk.section_sptep(), walk.old_spte()))
 }

@@ -37,6 +37,7 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
+    #[inline]
     fn start(root: Sp<'_>, min_level: Level, start: u64, end: u64) -> Self {
         // The role is read once: the table carries the root's level.
         let table = root.table();
@@ -159,6 +160,7 @@ impl<'a> Walk<'a> {
     /// Walk `[start, end)` under `root`, a root of `kvm`, down to
     /// `min_level`. `root` borrows what keeps it alive across yields (a
     /// reference, the vCPU's use of it).
+    #[inline]
     pub(crate) fn new(kvm: &'a Kvm, root: Sp<'a>, min_level: Level, start: u64, end: u64) -> Self {
         let guard = rcu::read_lock();
         // INVARIANT: the walk owns the section it reads the root in.
@@ -178,10 +180,20 @@ impl<'a> Walk<'a> {
         self.kvm
     }
 
-    /// Move to the next SPTE in pre-order (from the root after a yield).
+    /// Move to the next SPTE of the range in pre-order (from the root after
+    /// a yield); the walk ends at the range's last SPTE.
     #[inline]
     pub(crate) fn next(&mut self) {
-        self.cursor.iter.next(&KernelTables);
+        self.cursor.iter.next_until(&KernelTables, self.cursor.end);
+    }
+
+    /// Step down through present links to `stop` at most
+    /// (`TdpIter::descend`), if the walk is still in its range.
+    #[inline]
+    pub(crate) fn descend(&mut self, stop: Level) {
+        if self.cursor.valid() {
+            self.cursor.iter.descend(&KernelTables, stop);
+        }
     }
 
     /// Record a newer value of the current SPTE.
@@ -335,10 +347,28 @@ impl<'a> RcuWalk<'a> {
         }
     }
 
-    /// Move to the next SPTE in pre-order.
+    /// Move to the next SPTE of the range in pre-order; the walk ends at
+    /// the range's last SPTE.
     #[inline]
     pub(crate) fn next(&mut self) {
-        self.cursor.iter.next(&KernelTables);
+        self.cursor.iter.next_until(&KernelTables, self.cursor.end);
+    }
+
+    /// Step down through present links to `stop` at most
+    /// (`TdpIter::descend`), if the walk is still in its range.
+    #[inline]
+    pub(crate) fn descend(&mut self, stop: Level) {
+        if self.cursor.valid() {
+            self.cursor.iter.descend(&KernelTables, stop);
+        }
+    }
+
+    /// At the walk's lowest level, move to the next SPTE of the current
+    /// table in the range that `want` accepts, if any (`TdpIter::seek`):
+    /// one load per SPTE passed over instead of one step.
+    #[inline]
+    pub(crate) fn seek(&mut self, want: impl FnMut(Spte) -> bool) -> bool {
+        self.cursor.iter.seek(&KernelTables, self.cursor.end, want)
     }
 
     /// The current SPTE, valid for the whole of the caller's section (not
