@@ -21,10 +21,10 @@
 
 use kernel::prelude::*;
 
-use crate::kvm::{trace, MmuHeld, MmuRead, MmuWrite, RemovedSp, Replaced, Sp, Sptep, Walk};
+use crate::kvm::{trace, Kvm, MmuHeld, MmuRead, MmuWrite, RemovedSp, Replaced, Sp, Sptep, Walk};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
 use crate::pages;
-use crate::spte::{Spte, FROZEN};
+use crate::spte::{Spte, FROZEN, NONPRESENT};
 use crate::stats::Counter;
 
 /// The bookkeeping of the SPTE at `gfn` and `level` in `sp` changing to
@@ -193,6 +193,70 @@ pub(crate) fn set_exclusive(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, new: Spte)
     let replaced = sptep.write(lock, old, new);
     let old = replaced.old;
     handle_changed(lock, sptep.sp(), gfn, replaced, new, level);
+    walk.set_old_spte(old);
+}
+
+/// Leaves zapped by one walk under the write lock, per level, and what
+/// accounting them entails, done once for the walk when it is dropped:
+/// kvm.ko's page statistics and kvm_rtdp's zap counter.
+pub(crate) struct LeafZaps<'a> {
+    kvm: &'a Kvm,
+    per_level: [u32; 3],
+}
+
+impl<'a> LeafZaps<'a> {
+    pub(crate) fn new(kvm: &'a Kvm) -> Self {
+        LeafZaps {
+            kvm,
+            per_level: [0; 3],
+        }
+    }
+}
+
+impl Drop for LeafZaps<'_> {
+    fn drop(&mut self) {
+        let mut total = 0u64;
+        for (level, &count) in [Level::PG_4K, Level::PG_2M, Level::PG_1G]
+            .iter()
+            .zip(self.per_level.iter())
+        {
+            if count != 0 {
+                // Cannot wrap: a walk zaps at most the leaves of one root.
+                self.kvm.update_page_stats(*level, -(count as i32));
+                total += u64::from(count);
+            }
+        }
+        if total != 0 {
+            self.kvm.state().add(Counter::LeafsZapped, total);
+        }
+    }
+}
+
+/// Zap the present leaf SPTE under `walk` holding `mmu_lock` for write,
+/// accounted in `zaps`. A present leaf becoming non-present links and
+/// unlinks nothing: its change entails the trace event and one leaf fewer
+/// in the page statistics, no more (as `handle_changed` finds), so the
+/// statistics wait in `zaps` for the end of the walk.
+pub(crate) fn zap_leaf(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, zaps: &mut LeafZaps<'_>) {
+    let old = walk.old_spte();
+    let level = walk.level();
+    if kernel::warn_on!(!old.is_present() || !old.is_leaf(level) || level > Level::PG_1G) {
+        return;
+    }
+    let gfn = walk.gfn();
+    kernel::warn_on!(gfn & (level.pages() - 1) != 0);
+    let sptep = walk.sptep();
+    let new = Spte(NONPRESENT);
+    let replaced = sptep.write(lock, old, new);
+    let old = replaced.old;
+    if replaced.removed.is_some() {
+        // Not a leaf after all: the general path tears its table down.
+        kernel::warn_on!(true);
+        handle_changed(lock, sptep.sp(), gfn, replaced, new, level);
+    } else {
+        trace::spte_changed(sptep.sp().as_id(), gfn, level, old, new);
+        zaps.per_level[level.index()] += 1;
+    }
     walk.set_old_spte(old);
 }
 

@@ -9,7 +9,7 @@
 
 #![deny(unsafe_code)]
 
-use crate::changes;
+use crate::changes::{self, LeafZaps};
 use crate::kvm::{
     max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, NoGuestEntry, RootTypes, Sp, Walk,
 };
@@ -34,6 +34,7 @@ pub(crate) fn zap_root(kvm: &Kvm, lock: &mut impl MmuHeld, root: Sp<'_>) {
 
 fn zap_root_at(kvm: &Kvm, lock: &mut impl MmuHeld, root: Sp<'_>, zap_level: Level) {
     let mut walk = Walk::new(kvm, root, zap_level, 0, max_gfn_exclusive());
+    let mut zaps = LeafZaps::new(kvm);
     let mut zapped = 0;
     while walk.valid() {
         if walk.cond_resched(lock, false) {
@@ -42,16 +43,26 @@ fn zap_root_at(kvm: &Kvm, lock: &mut impl MmuHeld, root: Sp<'_>, zap_level: Leve
         }
         let old = walk.old_spte();
         if !old.is_present() || walk.level() > zap_level {
-            walk.next();
+            if !walk.seek(|spte| spte.is_present()) {
+                walk.next();
+            }
             continue;
         }
         let leaf = old.is_leaf(walk.level());
-        // Busy: somebody changed the SPTE; look at it again.
-        if changes::set(&*lock, &mut walk, Spte(NONPRESENT)).is_ok() {
+        if let (true, Some(write)) = (leaf, lock.exclusive()) {
+            changes::zap_leaf(write, &mut walk, &mut zaps);
+        } else if changes::set(&*lock, &mut walk, Spte(NONPRESENT)).is_ok() {
             zapped += u64::from(leaf);
+        } else {
+            // Busy: somebody changed the SPTE; look at it again.
+            continue;
+        }
+        // Non-present SPTEs of the zap level are passed over a load each.
+        if !walk.seek(|spte| spte.is_present()) {
             walk.next();
         }
     }
+    drop(zaps);
     count_zapped(kvm, zapped);
     walk.finish(lock);
 }
@@ -68,7 +79,7 @@ fn zap_leafs_in(
 ) -> bool {
     let end = end.min(max_gfn_exclusive());
     let mut walk = Walk::new(kvm, root, Level::PG_4K, start, end);
-    let mut zapped = 0;
+    let mut zaps = LeafZaps::new(kvm);
     while walk.valid() {
         if can_yield && walk.cond_resched(lock, flush) {
             flush = false;
@@ -77,13 +88,14 @@ fn zap_leafs_in(
         }
         let old = walk.old_spte();
         if old.is_present() && old.is_leaf(walk.level()) {
-            changes::set_exclusive(lock, &mut walk, Spte(NONPRESENT));
-            zapped += 1;
+            changes::zap_leaf(lock, &mut walk, &mut zaps);
             flush |= !root.is_invalid();
         }
-        walk.next();
+        // Non-present 4 KiB SPTEs are passed over a load each.
+        if !walk.seek(|spte| spte.is_present()) {
+            walk.next();
+        }
     }
-    count_zapped(kvm, zapped);
     flush
 }
 

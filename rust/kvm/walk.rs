@@ -196,6 +196,14 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// At the walk's lowest level, move to the next SPTE of the current
+    /// table in the range that `want` accepts, if any (`TdpIter::seek`):
+    /// one load per SPTE passed over instead of one step.
+    #[inline]
+    pub(crate) fn seek(&mut self, want: impl FnMut(Spte) -> bool) -> bool {
+        self.cursor.iter.seek(&KernelTables, self.cursor.end, want)
+    }
+
     /// Record a newer value of the current SPTE.
     #[inline]
     pub(crate) fn set_old_spte(&mut self, spte: Spte) {
