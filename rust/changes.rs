@@ -95,6 +95,11 @@ fn handle_changed(
 /// is frozen for good, its change handled (recursively for subtables), and
 /// the table freed after a grace period, as lockless walkers may still be
 /// reading it.
+///
+/// Out of line: `handle_changed` runs for every change and calls this for
+/// few of them; inlined, its 512-entry loop made every change pay for a
+/// larger stack frame.
+#[inline(never)]
 fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
     let kvm = lock.kvm();
     let sp = table.sp();
