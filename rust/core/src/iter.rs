@@ -31,6 +31,40 @@ pub trait Tables {
     fn child(&self, spte: Spte) -> Option<Self::Table>;
 }
 
+/// Where a walk of the single gfn `gfn` under `root` (a table at
+/// `root_level`), down to `min_level`, ends: the table, index, level and
+/// value of the last SPTE it visits, the one that links no table it would
+/// enter. The same as the last position of a [`TdpIter`] over
+/// `[gfn, gfn + 1)` without its bookkeeping, for the lockless lookups
+/// (the fast page fault's last SPTE, aging one page) that look at nothing
+/// else on the way. `None` for a `min_level` above the root's.
+#[inline]
+pub fn last_on_path<T: Tables>(
+    tables: &T,
+    root: T::Table,
+    root_level: Level,
+    min_level: Level,
+    gfn: u64,
+) -> Option<(T::Table, usize, Level, Spte)> {
+    if min_level > root_level {
+        return None;
+    }
+    let mut table = root;
+    let mut level = root_level;
+    loop {
+        let index = level.spte_index(gfn);
+        let spte = Spte(tables.read(table, index));
+        if level <= min_level || !spte.is_present() || spte.is_leaf(level) {
+            return Some((table, index, level, spte));
+        }
+        let (Some(lower), Some(child)) = (level.lower(), tables.child(spte)) else {
+            return Some((table, index, level, spte));
+        };
+        table = child;
+        level = lower;
+    }
+}
+
 /// Position and state of a walk.
 ///
 /// # Invariants
@@ -539,6 +573,39 @@ mod tests {
                 got.len() - full.len()
             );
         }
+    }
+
+    /// The lookup ends where the single-gfn walk's last step is.
+    #[test]
+    fn last_on_path_is_where_a_one_gfn_walk_ends() {
+        let mut rng = XorShift(0x1a57);
+        for case in 0..500 {
+            let mut m = Model::new();
+            let root = m.new_table();
+            let l4 = Level::new(4).unwrap();
+            let mut budget = 12;
+            m.grow(&mut rng, root, l4, &mut budget);
+            // Mostly gfns that some entry maps, so the walks go deep.
+            let gfn = if case % 2 == 0 {
+                rng.below(l4.next_gfn(0))
+            } else {
+                let i = (0..512)
+                    .find(|&i| Spte(m.0[root][i]).is_present())
+                    .unwrap_or(0);
+                (i as u64) * Level::new(4).unwrap().pages() + rng.below(1 << 27)
+            };
+            let min = Level::new(rng.below(4) as u8 + 1).unwrap();
+            let mut it = TdpIter::start(&m, root, l4, min, gfn, 0).unwrap();
+            let mut last = None;
+            while it.valid() && it.gfn() <= gfn {
+                let (table, index) = it.position();
+                last = Some((table, index, it.level(), it.old_spte()));
+                it.next(&m);
+            }
+            assert_eq!(last_on_path(&m, root, l4, min, gfn), last, "case {case}");
+        }
+        let m = Model::new();
+        assert_eq!(last_on_path(&m, 0, Level::PG_2M, Level::PG_1G, 0), None);
     }
 
     /// Stopping at the end visits what stepping past it and checking
