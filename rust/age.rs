@@ -18,10 +18,10 @@
 
 use kernel::sync::rcu;
 
-use crate::kvm::{trace, GfnRange, Kvm, RcuWalk, RootTypes};
+use crate::kvm::{last_on_path, trace, GfnRange, Kvm, RcuWalk, RootTypes, Sptep};
 use crate::level::Level;
 use crate::roots;
-use crate::spte::Spte;
+use crate::spte::{Masks, Spte};
 use crate::stats::Counter;
 
 /// What an aging pass does with the young SPTEs it finds.
@@ -33,6 +33,50 @@ pub(crate) enum Aging {
     Clear,
 }
 
+/// What aging found at one SPTE.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Not a young leaf.
+    Old,
+    /// A young leaf, left young (testing, or it changed meanwhile).
+    Young,
+    /// A young leaf, made old.
+    Aged,
+}
+
+/// Age the SPTE at `sptep`, which held `old` when read, maps `gfn` of
+/// address space `as_id` and is at `sptep`'s level.
+fn age_spte(
+    sptep: Sptep<'_>,
+    as_id: i32,
+    gfn: u64,
+    old: Spte,
+    masks: &Masks,
+    aging: Aging,
+) -> Found {
+    let level = sptep.level();
+    if !(old.is_present() && old.is_leaf(level) && old.is_accessed(masks)) {
+        return Found::Old;
+    }
+    if aging == Aging::Test {
+        return Found::Young;
+    }
+    match old.aged(masks) {
+        Some(new) => {
+            if sptep.cmpxchg(old, new).is_ok() {
+                trace::spte_changed(as_id, gfn, level, old, new);
+                return Found::Aged;
+            }
+        }
+        // Bits where the saved ones would go: kvm.ko warns and would lose
+        // them; leave the SPTE young instead.
+        None => {
+            kernel::warn_on!(true);
+        }
+    }
+    Found::Young
+}
+
 /// Whether any leaf SPTE mapping `range` in a valid root was accessed
 /// since it was last aged; with [`Aging::Clear`], every such SPTE is made
 /// old.
@@ -41,6 +85,9 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
     let state = kvm.state();
     let mut young = false;
     let mut aged = 0;
+    // Most ranges are one page (page_idle and the PTE notifiers): its SPTE
+    // is looked up, without a walk.
+    let one_page = range.end() - range.start() == 1;
     let rcu = rcu::read_lock();
     let mut pos = None;
     while let Some(root) = kvm.next_root_rcu(&rcu, pos) {
@@ -49,32 +96,44 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
         if !roots::matches(root, RootTypes::DIRECT) || root.as_id() != range.as_id() {
             continue;
         }
+        if one_page {
+            let Some((sptep, old)) = last_on_path(&rcu, root, Level::PG_4K, range.start()) else {
+                continue;
+            };
+            let gfn = sptep.level().round_gfn(range.start());
+            match age_spte(sptep, root.as_id(), gfn, old, &masks, aging) {
+                Found::Old => {}
+                Found::Young if aging == Aging::Test => return true,
+                Found::Young => young = true,
+                Found::Aged => {
+                    young = true;
+                    aged += 1;
+                }
+            }
+            continue;
+        }
         let mut walk = RcuWalk::new(kvm, &rcu, root, Level::PG_4K, range.start(), range.end());
         // 4 KiB leaves are looked at a load each: a range of a huge page's
         // size (a THP's clear_young) has a whole table of them, few young.
         let young_4k = |spte: Spte| spte.is_present() && spte.is_accessed(&masks);
-        // Only leaves are aged: the links on the way down are not looked
-        // at (most ranges are one page: page_idle and the PTE notifiers).
+        // Only leaves are aged: the links on the way down are not looked at.
         walk.descend(Level::PG_4K);
         while walk.valid() {
-            let old = walk.old_spte();
-            if old.is_present() && old.is_leaf(walk.level()) && old.is_accessed(&masks) {
-                if aging == Aging::Test {
-                    return true;
-                }
-                young = true;
-                match old.aged(&masks) {
-                    Some(new) => {
-                        if walk.sptep().cmpxchg(old, new).is_ok() {
-                            trace::spte_changed(root.as_id(), walk.gfn(), walk.level(), old, new);
-                            aged += 1;
-                        }
-                    }
-                    // Bits where the saved ones would go: kvm.ko warns
-                    // and would lose them; leave the SPTE young instead.
-                    None => {
-                        kernel::warn_on!(true);
-                    }
+            let sptep = walk.sptep();
+            match age_spte(
+                sptep,
+                root.as_id(),
+                walk.gfn(),
+                walk.old_spte(),
+                &masks,
+                aging,
+            ) {
+                Found::Old => {}
+                Found::Young if aging == Aging::Test => return true,
+                Found::Young => young = true,
+                Found::Aged => {
+                    young = true;
+                    aged += 1;
                 }
             }
             if walk.seek(young_4k) {

@@ -11,7 +11,7 @@
 
 #![deny(unsafe_code)]
 
-use crate::kvm::{CallerRcu, RcuWalk, Sptep, Vcpu};
+use crate::kvm::{last_on_path, CallerRcu, RcuWalk, Sptep, Vcpu};
 use crate::level::Level;
 use crate::spte::Spte;
 
@@ -43,13 +43,5 @@ pub(crate) fn last_spte<'r>(
     rcu: &'r CallerRcu,
     gfn: u64,
 ) -> Option<(Sptep<'r>, Spte)> {
-    let root = vcpu.root()?;
-    let mut walk = RcuWalk::new(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
-    // The last SPTE on the way is where the descent through the links
-    // ends: the others are links, which the caller does not look at.
-    walk.descend(Level::PG_4K);
-    if !walk.valid() {
-        return None;
-    }
-    Some((walk.section_sptep(), walk.old_spte()))
+    last_on_path(rcu, vcpu.root()?, Level::PG_4K, gfn)
 }

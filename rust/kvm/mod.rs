@@ -67,7 +67,7 @@ pub(crate) use table::{Replaced, Sptep, Table};
 pub(crate) use vcpu::{RootRole, Vcpu};
 pub(crate) use vm::{Kvm, NoGuestEntry};
 pub(crate) use vm_state::VmState;
-pub(crate) use walk::{Cursor, RcuWalk, Walk};
+pub(crate) use walk::{last_on_path, Cursor, RcuWalk, Walk};
 
 /// `INVALID_PAGE`: no root.
 const INVALID_PAGE: u64 = !0;

@@ -20,7 +20,7 @@ use super::rcu::RcuSection;
 use super::table::{KernelTables, RawTable};
 use super::vm::need_resched;
 use super::{Kvm, MmuHeld, Sp, Sptep, Table};
-use crate::iter::TdpIter;
+use crate::iter::{self, TdpIter};
 use crate::level::{Level, SPTE_LEVEL_BITS};
 use crate::spte::Spte;
 
@@ -378,12 +378,30 @@ impl<'a> RcuWalk<'a> {
     pub(crate) fn seek(&mut self, want: impl FnMut(Spte) -> bool) -> bool {
         self.cursor.iter.seek(&KernelTables, self.cursor.end, want)
     }
+}
 
-    /// The current SPTE, valid for the whole of the caller's section (not
-    /// only while the walk is borrowed, as [`Cursor::sptep`]).
-    pub(crate) fn section_sptep(&self) -> Sptep<'a> {
-        let (table, index) = self.cursor.iter.position();
-        // SAFETY: reached in the section borrowed for `'a`.
-        unsafe { Table::from_raw(table.0, self.cursor.iter.level()) }.sptep(index)
-    }
+/// The last SPTE on the way to `gfn` under `root`, down to `min_level`,
+/// and its value (`iter::last_on_path`): for lookups of one gfn that look
+/// at nothing else on the way. Inside the caller's section `_rcu`, in
+/// which the caller found `root`; the SPTE is valid for all of it.
+#[inline]
+pub(crate) fn last_on_path<'a>(
+    _rcu: &'a impl RcuSection,
+    root: Sp<'a>,
+    min_level: Level,
+    gfn: u64,
+) -> Option<(Sptep<'a>, Spte)> {
+    let table = root.table();
+    let (last, index, level, spte) = iter::last_on_path(
+        &KernelTables,
+        RawTable(table.ptr()),
+        table.level(),
+        min_level,
+        gfn,
+    )?;
+    // SAFETY: `last` is `root`'s table or one reached from it through
+    // links read in the section borrowed for `'a`, which keeps it
+    // allocated; `level` is its level.
+    let table = unsafe { Table::from_raw(last.0, level) };
+    Some((table.sptep(index), spte))
 }
