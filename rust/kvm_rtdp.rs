@@ -29,6 +29,8 @@ pub mod invalidations;
 pub mod iter;
 #[path = "core/src/level.rs"]
 pub mod level;
+#[path = "core/src/mirror.rs"]
+pub mod mirror;
 #[path = "core/src/mmio_gen.rs"]
 pub mod mmio_gen;
 #[path = "core/src/reclaim.rs"]

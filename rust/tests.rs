@@ -170,6 +170,67 @@ mod iter {
     }
 }
 
+#[kunit_tests(rtdp_mirror)]
+mod mirror {
+    use crate::level::Level;
+    use crate::mirror::*;
+    use crate::spte::{Spte, FROZEN, MMU_PRESENT, NONPRESENT};
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    const LEAF: u64 = MMU_PRESENT | (0x42 << 12) | 0x7;
+
+    /// An external table of one entry that answers `answer` and records
+    /// what the mirror held while it was told.
+    struct One<'a> {
+        mirror: &'a AtomicU64,
+        entry: AtomicU64,
+        seen: AtomicU64,
+        answer: Result<(), Refusal>,
+    }
+
+    impl External for One<'_> {
+        fn set(&self, _gfn: u64, _level: Level, old: Spte, new: Spte) -> Result<(), Refusal> {
+            self.seen
+                .store(self.mirror.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.answer?;
+            assert_eq!(self.entry.swap(new.0, Ordering::Relaxed), old.0);
+            Ok(())
+        }
+    }
+
+    fn one(mirror: &AtomicU64, answer: Result<(), Refusal>) -> One<'_> {
+        One {
+            mirror,
+            entry: AtomicU64::new(mirror.load(Ordering::Relaxed)),
+            seen: AtomicU64::new(0),
+            answer,
+        }
+    }
+
+    #[test]
+    fn propagated_while_frozen() {
+        let cell = AtomicU64::new(NONPRESENT);
+        let ext = one(&cell, Ok(()));
+        let r = set_mirrored(&cell, 1, Level::PG_4K, Spte(NONPRESENT), Spte(LEAF), &ext);
+        assert_eq!(r, Ok(()));
+        assert_eq!(ext.seen.load(Ordering::Relaxed), FROZEN);
+        assert_eq!(ext.entry.load(Ordering::Relaxed), LEAF);
+        assert_eq!(cell.load(Ordering::Relaxed), LEAF);
+    }
+
+    #[test]
+    fn refused_change_is_undone() {
+        for refusal in [Refusal::Busy, Refusal::Failed(-5)] {
+            let cell = AtomicU64::new(LEAF);
+            let ext = one(&cell, Err(refusal));
+            let r = set_mirrored(&cell, 1, Level::PG_4K, Spte(LEAF), Spte(NONPRESENT), &ext);
+            assert_eq!(r, Err(NotSet::Refused(refusal)));
+            assert_eq!(ext.entry.load(Ordering::Relaxed), LEAF);
+            assert_eq!(cell.load(Ordering::Relaxed), LEAF);
+        }
+    }
+}
+
 #[kunit_tests(rtdp_freeze)]
 mod freeze {
     use crate::freeze::*;

@@ -20,6 +20,10 @@
 //! [`freeze_removed`]: the table is freed after a grace period and nobody
 //! writes them again.
 
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::spte::{Spte, FROZEN};
@@ -90,7 +94,7 @@ pub fn freeze_removed(cell: &AtomicU64, mut relax: impl FnMut()) -> Spte {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::spte::{MMU_PRESENT, NONPRESENT};

@@ -17,6 +17,7 @@ pub mod freeze;
 pub mod invalidations;
 pub mod iter;
 pub mod level;
+pub mod mirror;
 pub mod mmio_gen;
 pub mod reclaim;
 pub mod spte;
