@@ -465,6 +465,17 @@ mod tests {
         }
     }
 
+    /// A random tree of four levels with at most 12 tables below its root:
+    /// the model, its root table and the root's level.
+    fn random_tree(rng: &mut XorShift) -> (Model, usize, Level) {
+        let mut m = Model::new();
+        let root = m.new_table();
+        let l4 = Level::new(4).unwrap();
+        let mut budget = 12;
+        m.grow(rng, root, l4, &mut budget);
+        (m, root, l4)
+    }
+
     /// Reference: recursive pre-order of the SPTEs covering gfns >= start.
     fn reference(
         m: &Model,
@@ -580,11 +591,7 @@ mod tests {
     fn last_on_path_is_where_a_one_gfn_walk_ends() {
         let mut rng = XorShift(0x1a57);
         for case in 0..500 {
-            let mut m = Model::new();
-            let root = m.new_table();
-            let l4 = Level::new(4).unwrap();
-            let mut budget = 12;
-            m.grow(&mut rng, root, l4, &mut budget);
+            let (m, root, l4) = random_tree(&mut rng);
             // Mostly gfns that some entry maps, so the walks go deep.
             let gfn = if case % 2 == 0 {
                 rng.below(l4.next_gfn(0))
@@ -615,11 +622,7 @@ mod tests {
     fn next_until_ends_where_stepping_leaves_the_range() {
         let mut rng = XorShift(0xe7d);
         for case in 0..300 {
-            let mut m = Model::new();
-            let root = m.new_table();
-            let l4 = Level::new(4).unwrap();
-            let mut budget = 12;
-            m.grow(&mut rng, root, l4, &mut budget);
+            let (mut m, root, l4) = random_tree(&mut rng);
             let span = l4.next_gfn(0);
             let start = rng.below(span);
             let end = start + rng.below(if case % 2 == 0 { 4 } else { span - start }) + 1;
@@ -654,11 +657,7 @@ mod tests {
     fn descending_is_stepping_down() {
         let mut rng = XorShift(0xde5c);
         for case in 0..300 {
-            let mut m = Model::new();
-            let root = m.new_table();
-            let l4 = Level::new(4).unwrap();
-            let mut budget = 12;
-            m.grow(&mut rng, root, l4, &mut budget);
+            let (m, root, l4) = random_tree(&mut rng);
             let start = rng.below(l4.next_gfn(0));
             let min = Level::new(rng.below(4) as u8 + 1).unwrap();
             let stop = Level::new(rng.below(4) as u8 + 1).unwrap();
@@ -703,11 +702,7 @@ mod tests {
     fn seeking_visits_what_stepping_accepts() {
         let mut rng = XorShift(0x5eed);
         for case in 0..300 {
-            let mut m = Model::new();
-            let root = m.new_table();
-            let l4 = Level::new(4).unwrap();
-            let mut budget = 12;
-            m.grow(&mut rng, root, l4, &mut budget);
+            let (m, root, l4) = random_tree(&mut rng);
             let span = l4.next_gfn(0);
             let start = rng.below(span);
             let end = start + rng.below(span - start) + 1;
