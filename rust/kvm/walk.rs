@@ -52,6 +52,30 @@ impl Cursor {
         Cursor { iter, end }
     }
 
+    /// Move to the next SPTE of the range in pre-order; the walk ends at
+    /// the range's last SPTE.
+    #[inline]
+    fn next(&mut self) {
+        self.iter.next_until(&KernelTables, self.end);
+    }
+
+    /// Step down through present links to `stop` at most
+    /// (`TdpIter::descend`), if the walk is still in its range.
+    #[inline]
+    fn descend(&mut self, stop: Level) {
+        if self.valid() {
+            self.iter.descend(&KernelTables, stop);
+        }
+    }
+
+    /// At the walk's lowest level, move to the next SPTE of the current
+    /// table in the range that `want` accepts, if any (`TdpIter::seek`):
+    /// one load per SPTE passed over instead of one step.
+    #[inline]
+    fn seek(&mut self, want: impl FnMut(Spte) -> bool) -> bool {
+        self.iter.seek(&KernelTables, self.end, want)
+    }
+
     /// Whether the walk is on an SPTE of the range.
     #[inline]
     pub(crate) fn valid(&self) -> bool {
@@ -184,24 +208,19 @@ impl<'a> Walk<'a> {
     /// a yield); the walk ends at the range's last SPTE.
     #[inline]
     pub(crate) fn next(&mut self) {
-        self.cursor.iter.next_until(&KernelTables, self.cursor.end);
+        self.cursor.next();
     }
 
-    /// Step down through present links to `stop` at most
-    /// (`TdpIter::descend`), if the walk is still in its range.
+    /// See [`Cursor::descend`].
     #[inline]
     pub(crate) fn descend(&mut self, stop: Level) {
-        if self.cursor.valid() {
-            self.cursor.iter.descend(&KernelTables, stop);
-        }
+        self.cursor.descend(stop);
     }
 
-    /// At the walk's lowest level, move to the next SPTE of the current
-    /// table in the range that `want` accepts, if any (`TdpIter::seek`):
-    /// one load per SPTE passed over instead of one step.
+    /// See [`Cursor::seek`].
     #[inline]
     pub(crate) fn seek(&mut self, want: impl FnMut(Spte) -> bool) -> bool {
-        self.cursor.iter.seek(&KernelTables, self.cursor.end, want)
+        self.cursor.seek(want)
     }
 
     /// Record a newer value of the current SPTE.
@@ -359,24 +378,19 @@ impl<'a> RcuWalk<'a> {
     /// the range's last SPTE.
     #[inline]
     pub(crate) fn next(&mut self) {
-        self.cursor.iter.next_until(&KernelTables, self.cursor.end);
+        self.cursor.next();
     }
 
-    /// Step down through present links to `stop` at most
-    /// (`TdpIter::descend`), if the walk is still in its range.
+    /// See [`Cursor::descend`].
     #[inline]
     pub(crate) fn descend(&mut self, stop: Level) {
-        if self.cursor.valid() {
-            self.cursor.iter.descend(&KernelTables, stop);
-        }
+        self.cursor.descend(stop);
     }
 
-    /// At the walk's lowest level, move to the next SPTE of the current
-    /// table in the range that `want` accepts, if any (`TdpIter::seek`):
-    /// one load per SPTE passed over instead of one step.
+    /// See [`Cursor::seek`].
     #[inline]
     pub(crate) fn seek(&mut self, want: impl FnMut(Spte) -> bool) -> bool {
-        self.cursor.iter.seek(&KernelTables, self.cursor.end, want)
+        self.cursor.seek(want)
     }
 }
 
