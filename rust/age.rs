@@ -44,6 +44,34 @@ enum Found {
     Aged,
 }
 
+/// What a pass found so far.
+#[derive(Default)]
+struct Tally {
+    /// A young leaf was found.
+    young: bool,
+    /// Leaves made old.
+    aged: u64,
+}
+
+impl Tally {
+    /// Add what aging found at one SPTE: true when the pass has its
+    /// answer (a test found a young leaf).
+    fn add(&mut self, found: Found, aging: Aging) -> bool {
+        match found {
+            Found::Old => false,
+            Found::Young => {
+                self.young = true;
+                aging == Aging::Test
+            }
+            Found::Aged => {
+                self.young = true;
+                self.aged += 1;
+                false
+            }
+        }
+    }
+}
+
 /// Age the SPTE at `sptep`, which held `old` when read, maps `gfn` of
 /// address space `as_id` and is at `sptep`'s level.
 fn age_spte(
@@ -83,8 +111,7 @@ fn age_spte(
 pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
     let masks = kvm.state().masks;
     let state = kvm.state();
-    let mut young = false;
-    let mut aged = 0;
+    let mut tally = Tally::default();
     // Most ranges are one page (page_idle and the PTE notifiers): its SPTE
     // is looked up, without a walk.
     let one_page = range.end() - range.start() == 1;
@@ -101,14 +128,9 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
                 continue;
             };
             let gfn = sptep.level().round_gfn(range.start());
-            match age_spte(sptep, root.as_id(), gfn, old, &masks, aging) {
-                Found::Old => {}
-                Found::Young if aging == Aging::Test => return true,
-                Found::Young => young = true,
-                Found::Aged => {
-                    young = true;
-                    aged += 1;
-                }
+            let found = age_spte(sptep, root.as_id(), gfn, old, &masks, aging);
+            if tally.add(found, aging) {
+                return true;
             }
             continue;
         }
@@ -120,21 +142,16 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
         walk.descend(Level::PG_4K);
         while walk.valid() {
             let sptep = walk.sptep();
-            match age_spte(
+            let found = age_spte(
                 sptep,
                 root.as_id(),
                 walk.gfn(),
                 walk.old_spte(),
                 &masks,
                 aging,
-            ) {
-                Found::Old => {}
-                Found::Young if aging == Aging::Test => return true,
-                Found::Young => young = true,
-                Found::Aged => {
-                    young = true;
-                    aged += 1;
-                }
+            );
+            if tally.add(found, aging) {
+                return true;
             }
             if walk.seek(young_4k) {
                 continue;
@@ -143,8 +160,8 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
             walk.descend(Level::PG_4K);
         }
     }
-    if aged != 0 {
-        state.add(Counter::SptesAged, aged);
+    if tally.aged != 0 {
+        state.add(Counter::SptesAged, tally.aged);
     }
-    young
+    tally.young
 }
