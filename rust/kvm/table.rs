@@ -216,10 +216,14 @@ impl<'a> Sptep<'a> {
         new: Spte,
         teardown: impl FnOnce(Replaced),
     ) -> Result<(), Spte> {
-        let frozen = freeze::freeze(self.cell(), old)?;
-        teardown(self.replaced(old, Spte(FROZEN)));
-        frozen.finish(new);
-        Ok(())
+        freeze::change_frozen(self.cell(), old, new, || {
+            teardown(self.replaced(old, Spte(FROZEN)));
+            Ok::<(), core::convert::Infallible>(())
+        })
+        .map_err(|e| match e {
+            freeze::NotChanged::Raced(current) => current,
+            freeze::NotChanged::Refused(never) => match never {},
+        })
     }
 
     /// Freeze an entry of a removed table for good, waiting for a freeze

@@ -81,6 +81,39 @@ impl Drop for Frozen<'_> {
     }
 }
 
+/// Why [`change_frozen`] did not make a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotChanged<E> {
+    /// The SPTE no longer held the expected value, or was frozen by
+    /// somebody else: nothing ran. The value read instead.
+    Raced(Spte),
+    /// What ran while the SPTE was frozen refused the change: the SPTE
+    /// holds the expected value again.
+    Refused(E),
+}
+
+/// Change the SPTE in `cell` from `old` to `new` in three steps: freeze it
+/// if it still holds `old`, run `while_frozen`, then store `new` if that
+/// succeeded or `old` back if it failed. `while_frozen` runs while no other
+/// writer can touch the SPTE and the hardware walker does not see it as
+/// present; a failure must leave behind nothing that depends on `new`.
+pub fn change_frozen<E>(
+    cell: &AtomicU64,
+    old: Spte,
+    new: Spte,
+    while_frozen: impl FnOnce() -> Result<(), E>,
+) -> Result<(), NotChanged<E>> {
+    let frozen = freeze(cell, old).map_err(NotChanged::Raced)?;
+    match while_frozen() {
+        Ok(()) => {
+            frozen.finish(new);
+            Ok(())
+        }
+        // Dropping the token stores `old` back.
+        Err(e) => Err(NotChanged::Refused(e)),
+    }
+}
+
 /// Freeze an entry of a table that was removed from the tree, returning the
 /// value it held. An entry frozen by another thread is waited for (`relax`
 /// between attempts): its freezer finishes and the entry is taken then.
@@ -143,6 +176,41 @@ mod tests {
     fn finishing_with_frozen_is_refused() {
         let cell = AtomicU64::new(LEAF);
         freeze(&cell, Spte(LEAF)).unwrap().finish(Spte(FROZEN));
+    }
+
+    #[test]
+    fn change_frozen_runs_its_step_while_frozen() {
+        let cell = AtomicU64::new(LEAF);
+        let mut seen = None;
+        let r: Result<(), NotChanged<()>> =
+            change_frozen(&cell, Spte(LEAF), Spte(NONPRESENT), || {
+                seen = Some(cell.load(Ordering::Relaxed));
+                Ok(())
+            });
+        assert_eq!(r, Ok(()));
+        assert_eq!(seen, Some(FROZEN));
+        assert_eq!(cell.load(Ordering::Relaxed), NONPRESENT);
+    }
+
+    #[test]
+    fn change_frozen_restores_the_old_value_on_failure() {
+        let cell = AtomicU64::new(LEAF);
+        let r = change_frozen(&cell, Spte(LEAF), Spte(NONPRESENT), || Err(-16));
+        assert_eq!(r, Err(NotChanged::Refused(-16)));
+        assert_eq!(cell.load(Ordering::Relaxed), LEAF);
+    }
+
+    #[test]
+    fn change_frozen_runs_nothing_after_a_lost_race() {
+        let cell = AtomicU64::new(NONPRESENT);
+        let mut ran = false;
+        let r: Result<(), NotChanged<()>> =
+            change_frozen(&cell, Spte(LEAF), Spte(FROZEN - 1), || {
+                ran = true;
+                Ok(())
+            });
+        assert_eq!(r, Err(NotChanged::Raced(Spte(NONPRESENT))));
+        assert!(!ran);
     }
 
     #[test]

@@ -31,7 +31,8 @@ use loom::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
 use core::sync::atomic::AtomicU64;
 
-use crate::freeze::freeze;
+use crate::freeze::change_frozen;
+pub use crate::freeze::NotChanged;
 use crate::level::Level;
 use crate::spte::Spte;
 
@@ -53,16 +54,12 @@ pub trait External {
     fn set(&self, gfn: u64, level: Level, old: Spte, new: Spte) -> Result<(), Refusal>;
 }
 
-/// Why [`set_mirrored`] did not make a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotSet {
-    /// The SPTE no longer held the expected value, or was frozen by
-    /// somebody else: nothing was propagated. The value read instead.
-    Raced(Spte),
-    /// The external table refused the change: the SPTE holds the expected
-    /// value again, and the external table is as it was.
-    Refused(Refusal),
-}
+/// Why [`set_mirrored`] did not make a change: [`NotChanged::Raced`] when
+/// the SPTE no longer held the expected value or was frozen by somebody
+/// else (nothing was propagated), [`NotChanged::Refused`] when the external
+/// table refused it (the SPTE holds the expected value again, and the
+/// external table is as it was).
+pub type NotSet = NotChanged<Refusal>;
 
 /// Change the mirrored SPTE in `cell`, which maps `gfn` at `level`, from
 /// `old` to `new`: freeze it, propagate the change to `external`, then
@@ -75,15 +72,7 @@ pub fn set_mirrored(
     new: Spte,
     external: &impl External,
 ) -> Result<(), NotSet> {
-    let frozen = freeze(cell, old).map_err(NotSet::Raced)?;
-    match external.set(gfn, level, old, new) {
-        Ok(()) => {
-            frozen.finish(new);
-            Ok(())
-        }
-        // Dropping the token stores `old` back.
-        Err(refusal) => Err(NotSet::Refused(refusal)),
-    }
+    change_frozen(cell, old, new, || external.set(gfn, level, old, new))
 }
 
 #[cfg(all(test, not(loom)))]
