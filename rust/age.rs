@@ -83,7 +83,9 @@ fn age_spte(
     aging: Aging,
 ) -> Found {
     let level = sptep.level();
-    if !(old.is_present() && old.is_leaf(level) && old.is_accessed(masks)) {
+    // A mirrored leaf is not aged, as a TDX VM's mirror root is not: the
+    // external page table keeps no Accessed bit to clear.
+    if !(old.is_present() && old.is_leaf(level) && old.is_accessed(masks)) || old.is_mirrored() {
         return Found::Old;
     }
     if aging == Aging::Test {

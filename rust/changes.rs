@@ -19,17 +19,22 @@
 
 #![deny(unsafe_code)]
 
+use core::convert::Infallible;
+
 use kernel::prelude::*;
 
+use crate::freeze::NotChanged;
 use crate::kvm::{trace, Kvm, MmuHeld, MmuRead, MmuWrite, RemovedSp, Replaced, Sp, Sptep, Walk};
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
+use crate::mirror::{External, Refusal};
 use crate::pages;
 use crate::spte::{Spte, FROZEN, NONPRESENT};
 use crate::stats::Counter;
 
 /// The bookkeeping of the SPTE at `gfn` and `level` in `sp` changing to
 /// `new`, which has been written already (or is frozen for it), from what
-/// `replaced` says it held.
+/// `replaced` says it held; a mirrored leaf's change goes to the external
+/// page table first, and nothing else is done if it refuses.
 fn handle_changed(
     lock: &impl MmuHeld,
     sp: Sp<'_>,
@@ -37,7 +42,7 @@ fn handle_changed(
     replaced: Replaced,
     new: Spte,
     level: Level,
-) {
+) -> Result<(), Refusal> {
     let kvm = lock.kvm();
     let Replaced { old, removed } = replaced;
     let was_present = old.is_present();
@@ -67,7 +72,10 @@ fn handle_changed(
         remove_table(lock, table);
     }
     if old == new {
-        return;
+        return Ok(());
+    }
+    if old.is_mirrored() || new.is_mirrored() {
+        propagate(kvm, gfn, level, old, new)?;
     }
     // Writable implies MMU-writable implies host-writable: a leaf that
     // breaks it could let the guest write a page KVM write-protects.
@@ -83,11 +91,60 @@ fn handle_changed(
         // another.
         kernel::warn_on!(!kvm.is_mmio_spte(old) && !kvm.is_mmio_spte(new) && !new.is_frozen());
         trace::spte_changed(sp.as_id(), gfn, level, old, new);
-        return;
+        return Ok(());
     }
     trace::spte_changed(sp.as_id(), gfn, level, old, new);
     if is_leaf != was_leaf {
         kvm.update_page_stats(level, if is_leaf { 1 } else { -1 });
+    }
+    Ok(())
+}
+
+/// Tell the VM's external page table that the mirrored leaf at `gfn` and
+/// `level` changes from `old` to `new`; counted.
+fn propagate(kvm: &Kvm, gfn: u64, level: Level, old: Spte, new: Spte) -> Result<(), Refusal> {
+    let state = kvm.state();
+    let Some(external) = state.external.as_ref() else {
+        // Only a VM with an external page table has mirrored leaves.
+        kernel::warn_on!(true);
+        return Err(Refusal::Failed(EINVAL.to_errno()));
+    };
+    // Mirrored leaves are 4 KiB: the external table maps no huge page.
+    if kernel::warn_on!(level != Level::PG_4K) {
+        return Err(Refusal::Failed(EINVAL.to_errno()));
+    }
+    let result = external.set(gfn, level, old, new);
+    state.count(match result {
+        Ok(()) => Counter::ExternalChanges,
+        Err(Refusal::Busy) => Counter::ExternalBusy,
+        Err(Refusal::Failed(_)) => Counter::ExternalFailed,
+    });
+    result
+}
+
+/// [`handle_changed`] where the change cannot be undone: `mmu_lock` held
+/// for write, or an entry of a removed table. A refusal of the external
+/// page table leaves it different from the mirror, which kvm.ko's
+/// `KVM_BUG_ON()` makes the VM's end (as 7.3's `handle_changed_spte()`).
+fn handle_changed_for_good(
+    lock: &impl MmuHeld,
+    sp: Sp<'_>,
+    gfn: u64,
+    replaced: Replaced,
+    new: Spte,
+    level: Level,
+) {
+    let old = replaced.old;
+    if let Err(refusal) = handle_changed(lock, sp, gfn, replaced, new, level) {
+        pr_err!(
+            "kvm_rtdp: external page table refused a change that cannot be undone: gfn {:#x} level {} {:#x} -> {:#x}: {:?}\n",
+            gfn,
+            level.get(),
+            old.0,
+            new.0,
+            refusal
+        );
+        lock.kvm().bug();
     }
 }
 
@@ -130,7 +187,7 @@ fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
                 sptep.write(write, old, Spte(FROZEN))
             }
         };
-        handle_changed(lock, sp, gfn, replaced, Spte(FROZEN), level);
+        handle_changed_for_good(lock, sp, gfn, replaced, Spte(FROZEN), level);
     }
 
     table.free_after_grace_period(kvm);
@@ -170,16 +227,33 @@ pub(crate) fn set_shared_at(
         return Err(Busy);
     }
 
-    let result = if expected.is_present() && !expected.is_leaf(level) {
+    let result = if expected.is_mirrored() || new.is_mirrored() {
+        // The external page table takes the change while the SPTE is
+        // frozen; if it refuses, the SPTE gets its old value back.
+        sptep
+            .change_frozen(lock, expected, new, |replaced| {
+                handle_changed(lock, sp, gfn, replaced, new, level)
+            })
+            .map_err(|e| match e {
+                NotChanged::Raced(current) => current,
+                NotChanged::Refused(_) => expected,
+            })
+    } else if expected.is_present() && !expected.is_leaf(level) {
         // Removing or replacing a table: freeze first (see the module
         // invariants).
-        sptep.replace_frozen(expected, new, |replaced| {
-            handle_changed(lock, sp, gfn, replaced, new, level)
-        })
+        sptep
+            .change_frozen(lock, expected, new, |replaced| {
+                handle_changed_for_good(lock, sp, gfn, replaced, new, level);
+                Ok::<(), Infallible>(())
+            })
+            .map_err(|e| match e {
+                NotChanged::Raced(current) => current,
+                NotChanged::Refused(never) => match never {},
+            })
     } else {
         sptep
             .cmpxchg(expected, new)
-            .map(|replaced| handle_changed(lock, sp, gfn, replaced, new, level))
+            .map(|replaced| handle_changed_for_good(lock, sp, gfn, replaced, new, level))
     };
     result.map_err(|current| {
         *old = current;
@@ -197,7 +271,7 @@ pub(crate) fn set_exclusive(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, new: Spte)
     let sptep = walk.sptep();
     let replaced = sptep.write(lock, old, new);
     let old = replaced.old;
-    handle_changed(lock, sptep.sp(), gfn, replaced, new, level);
+    handle_changed_for_good(lock, sptep.sp(), gfn, replaced, new, level);
     walk.set_old_spte(old);
 }
 
@@ -248,6 +322,12 @@ pub(crate) fn zap_leaf(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, zaps: &mut Leaf
     if kernel::warn_on!(!old.is_present() || !old.is_leaf(level) || level > Level::PG_1G) {
         return;
     }
+    if old.is_mirrored() {
+        // The external page table has to take it: the general path.
+        set_exclusive(lock, walk, Spte(NONPRESENT));
+        lock.kvm().state().count(Counter::LeafsZapped);
+        return;
+    }
     let gfn = walk.gfn();
     kernel::warn_on!(gfn & (level.pages() - 1) != 0);
     let sptep = walk.sptep();
@@ -257,7 +337,7 @@ pub(crate) fn zap_leaf(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, zaps: &mut Leaf
     if replaced.removed.is_some() {
         // Not a leaf after all: the general path tears its table down.
         kernel::warn_on!(true);
-        handle_changed(lock, sptep.sp(), gfn, replaced, new, level);
+        handle_changed_for_good(lock, sptep.sp(), gfn, replaced, new, level);
     } else {
         trace::spte_changed(sptep.sp().as_id(), gfn, level, old, new);
         zaps.per_level[level.index()] += 1;

@@ -15,6 +15,7 @@ use crate::kvm::{trace, Fault, MmuRead, PfResult, RootRole, Vcpu, Walk};
 use crate::level::Level;
 use crate::mmio;
 use crate::pages;
+use crate::spte::{Spte, MIRRORED};
 use crate::stats::Counter;
 
 /// Handle `fault` of `vcpu` on its current root; kvm.ko maps with
@@ -114,17 +115,34 @@ fn map_target_level(
         return PfResult::Spurious;
     }
 
-    let (new, wrprot) = if fault.is_mmio() {
+    let (mut new, wrprot) = if fault.is_mmio() {
         (mmio::make(vcpu, sp, walk.gfn()), false)
     } else {
         fault.make_spte(vcpu, sp, walk.gfn(), old)
     };
+    // A private page of a VM with an external page table is mirrored: the
+    // external table takes the new leaf before the CPU can see it.
+    if fault.is_private() && new.is_present() && kvm.state().external.is_some() {
+        // guest_memfd maps no huge page in 7.3, and the external table
+        // takes none (as TDX's): a huge private fault is KVM's bug.
+        if kernel::warn_on!(level != Level::PG_4K) {
+            kvm.bug();
+            return PfResult::Retry;
+        }
+        new = Spte(new.0 | MIRRORED);
+    }
 
     let mut ret = PfResult::Fixed;
     if new == old {
         ret = PfResult::Spurious;
     } else if changes::set_shared(lock, walk, new).is_err() {
-        stats.count(Counter::RetriesRaced);
+        // The SPTE still holds `old` if it was frozen for the change and
+        // the external page table refused it; else it changed under us.
+        stats.count(if walk.old_spte() == old {
+            Counter::RetriesFrozen
+        } else {
+            Counter::RetriesRaced
+        });
         return PfResult::Retry;
     } else if old.is_present()
         && (!old.is_leaf(level)

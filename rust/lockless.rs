@@ -36,12 +36,13 @@ pub(crate) fn get_walk(vcpu: &Vcpu, rcu: &CallerRcu, addr: u64, sptes: &mut [u64
 }
 
 /// The last SPTE on the way to `gfn` in the vCPU's direct root, and its
-/// value; `None` when no walk was possible. The pointer is valid for the
-/// caller's section.
+/// value; `None` when no walk was possible, or when the SPTE is a mirrored
+/// leaf, which only the fault path changes (with the external page table).
+/// The pointer is valid for the caller's section.
 pub(crate) fn last_spte<'r>(
     vcpu: &'r Vcpu,
     rcu: &'r CallerRcu,
     gfn: u64,
 ) -> Option<(Sptep<'r>, Spte)> {
-    last_on_path(rcu, vcpu.root()?, Level::PG_4K, gfn)
+    last_on_path(rcu, vcpu.root()?, Level::PG_4K, gfn).filter(|(_, spte)| !spte.is_mirrored())
 }

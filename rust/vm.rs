@@ -12,7 +12,7 @@ use kernel::str::CString;
 use kernel::sync::Arc;
 
 use crate::invalidations::Invalidations;
-use crate::kvm::{Kvm, Reclaimer, VmDebugfs, VmState};
+use crate::kvm::{ExternalTable, Kvm, Reclaimer, VmDebugfs, VmState};
 use crate::stats::{Counter, Stats};
 
 /// VMs given state so far, to name their debugfs directories.
@@ -32,6 +32,7 @@ pub(crate) fn new_state(kvm: &Kvm) -> Result<KBox<VmState>> {
             invalidations: Invalidations::new(),
             reclaim,
             masks: kvm.masks(),
+            external: ExternalTable::of(kvm),
             _debugfs: debugfs,
         },
         GFP_KERNEL,

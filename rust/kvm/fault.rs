@@ -75,6 +75,11 @@ impl Fault {
         self.get().write
     }
 
+    /// Whether the access is to the VM's private memory (guest_memfd).
+    pub(crate) fn is_private(&self) -> bool {
+        self.get().is_private
+    }
+
     /// Whether the gfn has no memslot: an MMIO access.
     pub(crate) fn is_mmio(&self) -> bool {
         self.get().slot.is_null()

@@ -37,6 +37,7 @@
 
 mod debugfs;
 pub(crate) mod direct_map;
+mod external;
 mod fault;
 mod lock;
 mod make_spte;
@@ -54,6 +55,7 @@ mod vm_state;
 mod walk;
 
 pub(crate) use debugfs::{DebugfsRoot, VmDebugfs};
+pub(crate) use external::ExternalTable;
 pub(crate) use fault::{Fault, PfResult};
 pub(crate) use lock::{MmuHeld, MmuRead, MmuWrite, PagesGuard};
 pub(crate) use make_spte::{make_huge_spte, make_small_spte, max_gfn_exclusive};

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::bindings;
 
-use super::{MmuWrite, RemovedSp, Sp};
+use super::{MmuRead, MmuWrite, RemovedSp, Sp};
 use crate::freeze;
 use crate::iter;
 use crate::level::{Level, SPTE_ENT_PER_PAGE};
@@ -206,23 +206,19 @@ impl<'a> Sptep<'a> {
         self.replaced(old, new)
     }
 
-    /// Replace the table-linking `old` by `new` in three steps, holding
-    /// `mmu_lock` for read: freeze the SPTE if it still holds `old` (so no
-    /// fault builds under it), run `teardown` on what was replaced, then
-    /// store `new`. Fails with the current value when the SPTE changed.
-    pub(crate) fn replace_frozen(
+    /// Change `old` to `new` in three steps, holding `mmu_lock` for read:
+    /// freeze the SPTE if it still holds `old` (so no fault builds under
+    /// it or changes it), run `while_frozen` on what is replaced, then
+    /// store `new`, or `old` back if `while_frozen` failed.
+    pub(crate) fn change_frozen<E>(
         self,
+        _lock: &MmuRead<'_>,
         old: Spte,
         new: Spte,
-        teardown: impl FnOnce(Replaced),
-    ) -> Result<(), Spte> {
+        while_frozen: impl FnOnce(Replaced) -> Result<(), E>,
+    ) -> Result<(), freeze::NotChanged<E>> {
         freeze::change_frozen(self.cell(), old, new, || {
-            teardown(self.replaced(old, Spte(FROZEN)));
-            Ok::<(), core::convert::Infallible>(())
-        })
-        .map_err(|e| match e {
-            freeze::NotChanged::Raced(current) => current,
-            freeze::NotChanged::Refused(never) => match never {},
+            while_frozen(self.replaced(old, Spte(FROZEN)))
         })
     }
 
@@ -239,6 +235,8 @@ impl<'a> Sptep<'a> {
     /// what it was, so nothing is unlinked.
     pub(crate) fn clear_bits(self, _lock: &MmuWrite<'_>, old: Spte, bits: u64) -> Spte {
         kernel::warn_on!(old.is_present() && !old.is_leaf(self.level));
+        // A mirrored leaf changes only with the external page table.
+        kernel::warn_on!(old.is_mirrored());
         if Self::needs_atomic_update(old, self.level) {
             Spte(self.cell().fetch_and(!bits, Ordering::SeqCst))
         } else {

@@ -110,6 +110,13 @@ impl Kvm {
         u32::from(unsafe { (*self.arch()).vm_type }) == bindings::KVM_X86_TDX_VM
     }
 
+    /// Mark the VM bugged (`KVM_BUG_ON()`): its vCPUs stop running and
+    /// its ioctls fail from now on.
+    pub(crate) fn bug(&self) {
+        // SAFETY: `self` is a valid VM.
+        unsafe { bindings::kvm_tdp_mmu_provider_vm_bugged(self.raw()) };
+    }
+
     /// Flush every vCPU's TLB for this VM; counted in the VM's statistics.
     pub(crate) fn flush_remote_tlbs(&self) {
         self.state().count(crate::stats::Counter::TlbFlushes);

@@ -13,7 +13,7 @@ use kernel::cpu::CpuId;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-use super::{Kvm, Reclaimer, VmDebugfs};
+use super::{ExternalTable, Kvm, Reclaimer, VmDebugfs};
 use crate::invalidations::Invalidations;
 use crate::spte::Masks;
 use crate::stats::{Counter, Stats};
@@ -29,6 +29,9 @@ pub(crate) struct VmState {
     /// The mode-dependent SPTE bits, constant while the vendor module that
     /// set them (and so the VM) lives.
     pub(crate) masks: Masks,
+    /// The VM's external page table, if its private leaves are mirrored
+    /// (`crate::mirror`); released with the state, after the teardown.
+    pub(crate) external: Option<ExternalTable>,
     /// The VM's debugfs directory, removed with the state.
     pub(crate) _debugfs: Option<VmDebugfs>,
 }

@@ -53,6 +53,8 @@ const _: () = assert!(TDP_AD_MASK & ACC_TRACK_SAVED_BITS << ACC_TRACK_SAVED_SHIF
 const _: () = assert!(FROZEN & (MMU_PRESENT | EPT_RWX_UX) == 0);
 const _: () = assert!(FROZEN & BASE_ADDR_MASK == 0);
 const _: () = assert!(NONPRESENT & MMU_PRESENT == 0);
+const _: () = assert!(MIRRORED & (BASE_ADDR_MASK | TDP_AD_MASK | MMU_PRESENT | NONPRESENT) == 0);
+const _: () = assert!(MIRRORED & ACC_TRACK_SAVED_BITS << ACC_TRACK_SAVED_SHIFT == 0);
 const _: () = assert!(MMU_PRESENT & (SPTE_GEN_LOW_MASK | SPTE_GEN_HIGH_MASK) == 0);
 
 /// The mode-dependent SPTE bits, as kvm.ko sets them for NPT or EPT.
@@ -92,6 +94,15 @@ impl Masks {
     };
 }
 
+/// Marks a present leaf that is mirrored: every change of it goes to an
+/// external page table first (see [`crate::mirror`]). Kept by kvm_rtdp in
+/// the private leaves of a VM whose external table is a software stand-in
+/// (a TDX VM's mirror SPTEs are known by their root instead). Bit 56 is
+/// ignored by the CPU in EPT and in long-mode NPT entries, and no other
+/// SPTE bit of KVM's uses it in a present SPTE (the saved access-tracking
+/// bits are 52, 54 and 62; the MMIO generation is in non-present ones).
+pub const MIRRORED: u64 = 1 << 56;
+
 /// One SPTE value, as read from a page table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spte(pub u64);
@@ -100,6 +111,11 @@ impl Spte {
     /// Whether another thread is changing this SPTE (`is_frozen_spte`).
     pub const fn is_frozen(self) -> bool {
         self.0 == FROZEN
+    }
+
+    /// Whether the SPTE is a present leaf marked [`MIRRORED`].
+    pub const fn is_mirrored(self) -> bool {
+        self.is_present() && self.0 & MIRRORED != 0
     }
 
     /// Whether the SPTE maps memory or a lower table (`is_shadow_present_pte`).
@@ -275,6 +291,14 @@ mod tests {
             (Masks::EPT.mmu_writable | Masks::EPT.host_writable) & saved,
             0
         );
+        // The mirrored mark is no bit of either mode's bookkeeping.
+        for m in [Masks::NPT, Masks::EPT] {
+            let used = m.mmu_writable | m.host_writable | m.accessed | m.dirty;
+            assert_eq!(MIRRORED & used, 0);
+        }
+        // ... and marks present leaves only: an MMIO SPTE may have bit 56.
+        assert!(!Spte(MIRRORED | SPTE_GEN_HIGH_MASK).is_mirrored());
+        assert!(Spte(MMU_PRESENT | MIRRORED).is_mirrored());
     }
 
     #[test]

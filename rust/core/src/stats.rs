@@ -72,6 +72,14 @@ counters! {
     SptesAged => "sptes_aged",
     /// Tables zapped by NX huge page recovery.
     NxHugePagesZapped => "nx_huge_pages_zapped",
+    /// Changes of mirrored leaves the external page table took.
+    ExternalChanges => "external_changes",
+    /// Changes of mirrored leaves the external page table refused as busy
+    /// (undone; a fault retries).
+    ExternalBusy => "external_busy",
+    /// Changes of mirrored leaves the external page table refused as
+    /// failed (undone; a fault retries, anything else bugs the VM).
+    ExternalFailed => "external_failed",
 }
 
 /// Shards of the counters.
