@@ -28,7 +28,7 @@ for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
 done
 cp "$ko" "$root/lib/modules/kvm_rtdp.ko"
 # test-only modules built beside kvm_rtdp (Kbuild)
-for m in kvm_rtdp_second rtdp_rcu_hold; do
+for m in kvm_rtdp_second kvm_rtdp_sw_external rtdp_rcu_hold; do
 	cp "$(dirname "$ko")/../selftests/modules/$m.ko" "$root/lib/modules/"
 done
 

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Test-only module: a software external page table for
+ * KVM_X86_SW_PROTECTED_VM VMs, standing in for the TDX module's Secure EPT
+ * behind the ops of asm/kvm_tdp_mmu_provider.h, so that a provider's
+ * freeze, propagate, unfreeze protocol runs under QEMU.
+ *
+ * It keeps, per VM, the leaves it was told of (gfn -> SPTE) and checks every
+ * change against them: a change must come from the value the last one left
+ * (a leaf is installed where there is none, changed or removed where there
+ * is one), at 4 KiB.  Anything else is a protocol violation, counted and
+ * logged.  Installs can be refused, as busy (-EBUSY) every busy_every-th
+ * and as failed (-EIO) every fail_every-th; a refused change leaves the
+ * table as it was.  When a VM is destroyed, leaves still here are leaks.
+ *
+ * debugfs kvm_rtdp_sw_external/: "stats" (counts since load) and "leaves"
+ * (per VM, "vm kvm-<pid>" then "GFN SPTE" in hex, in gfn order).  The
+ * module must stay loaded until the leaves' grace periods are over: exit
+ * waits with rcu_barrier().
+ */
+#include <linux/debugfs.h>
+#include <linux/kvm_host.h>
+#include <linux/module.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/xarray.h>
+#include <asm/kvm_tdp_mmu_provider.h>
+
+static unsigned int busy_every;
+module_param(busy_every, uint, 0644);
+MODULE_PARM_DESC(busy_every, "Refuse every Nth install as busy (0: never)");
+
+static unsigned int fail_every;
+module_param(fail_every, uint, 0644);
+MODULE_PARM_DESC(fail_every, "Refuse every Nth install as failed (0: never)");
+
+/* One VM's external table. */
+struct swx_vm {
+	struct kvm *kvm;
+	struct rcu_head rcu;
+	/* gfn -> struct swx_leaf; changes under xa_lock. */
+	struct xarray leaves;
+};
+
+struct swx_leaf {
+	u64 spte;
+	/* A dump may be reading it: freed after a grace period. */
+	struct rcu_head rcu;
+};
+
+/* struct kvm * -> struct swx_vm, created at the VM's first change. */
+static DEFINE_XARRAY(swx_vms);
+
+static atomic64_t stat_changes, stat_busy, stat_failed, stat_violations, stat_leaked,
+	stat_vms;
+static atomic_t installs;
+
+/* Present in the sense of SPTE_MMU_PRESENT_MASK. */
+static bool swx_present(u64 spte)
+{
+	return spte & BIT_ULL(11);
+}
+
+static struct swx_vm *swx_vm_get(struct kvm *kvm)
+{
+	struct swx_vm *vm = xa_load(&swx_vms, (unsigned long)kvm), *old;
+
+	if (vm)
+		return vm;
+	vm = kzalloc_obj(*vm, GFP_ATOMIC);
+	if (!vm)
+		return NULL;
+	vm->kvm = kvm;
+	xa_init(&vm->leaves);
+	old = xa_cmpxchg(&swx_vms, (unsigned long)kvm, NULL, vm, GFP_ATOMIC);
+	if (old) {
+		kfree(vm);
+		return xa_is_err(old) ? NULL : old;
+	}
+	atomic64_inc(&stat_vms);
+	return vm;
+}
+
+static void swx_violation(struct kvm *kvm, gfn_t gfn, u64 old, u64 new, int level, u64 had)
+{
+	atomic64_inc(&stat_violations);
+	pr_err_ratelimited("%s gfn %llx level %d: change %llx -> %llx, but the external table has %llx\n",
+			   kvm->stats_id, gfn, level, old, new, had);
+}
+
+static int swx_set_spte(struct kvm *kvm, gfn_t gfn, u64 old, u64 new, int level)
+{
+	struct swx_leaf *leaf, *gone = NULL;
+	struct swx_vm *vm;
+	int r = 0;
+	u64 had;
+
+	if (level != PG_LEVEL_4K) {
+		swx_violation(kvm, gfn, old, new, level, 0);
+		return -EINVAL;
+	}
+	if (!swx_present(old) && swx_present(new)) {
+		unsigned int n = atomic_inc_return(&installs);
+
+		if (busy_every && !(n % busy_every)) {
+			atomic64_inc(&stat_busy);
+			return -EBUSY;
+		}
+		if (fail_every && !(n % fail_every)) {
+			atomic64_inc(&stat_failed);
+			return -EIO;
+		}
+	}
+
+	vm = swx_vm_get(kvm);
+	if (!vm)
+		return -ENOMEM;
+	leaf = swx_present(new) ? kmalloc_obj(*leaf, GFP_ATOMIC) : NULL;
+	if (swx_present(new) && !leaf)
+		return -ENOMEM;
+
+	xa_lock(&vm->leaves);
+	gone = xa_load(&vm->leaves, gfn);
+	had = gone ? gone->spte : 0;
+	if (swx_present(old) ? !gone || gone->spte != old : !!gone) {
+		swx_violation(kvm, gfn, old, new, level, had);
+		gone = NULL;
+		r = -EINVAL;
+	} else if (leaf) {
+		leaf->spte = new;
+		if (xa_err(__xa_store(&vm->leaves, gfn, leaf, GFP_ATOMIC))) {
+			gone = NULL;
+			r = -ENOMEM;
+		} else {
+			leaf = NULL;
+		}
+	} else {
+		__xa_erase(&vm->leaves, gfn);
+	}
+	xa_unlock(&vm->leaves);
+
+	kfree(leaf);
+	if (gone)
+		kfree_rcu(gone, rcu);
+	if (!r)
+		atomic64_inc(&stat_changes);
+	return r;
+}
+
+static void swx_vm_destroy(struct kvm *kvm)
+{
+	struct swx_vm *vm = xa_erase(&swx_vms, (unsigned long)kvm);
+	struct swx_leaf *leaf;
+	unsigned long gfn, n = 0;
+
+	if (!vm)
+		return;
+	xa_for_each(&vm->leaves, gfn, leaf) {
+		if (!n++)
+			pr_err("%s destroyed with gfn %lx (%llx) in the external table\n",
+			       kvm->stats_id, gfn, leaf->spte);
+		kfree_rcu(leaf, rcu);
+	}
+	xa_destroy(&vm->leaves);
+	atomic64_add(n, &stat_leaked);
+	kfree_rcu(vm, rcu);
+}
+
+static int swx_stats_show(struct seq_file *m, void *unused)
+{
+	seq_printf(m, "changes %lld\nbusy %lld\nfailed %lld\nviolations %lld\nleaked %lld\nvms %lld\n",
+		   atomic64_read(&stat_changes), atomic64_read(&stat_busy),
+		   atomic64_read(&stat_failed), atomic64_read(&stat_violations),
+		   atomic64_read(&stat_leaked), atomic64_read(&stat_vms));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(swx_stats);
+
+static int swx_leaves_show(struct seq_file *m, void *unused)
+{
+	struct swx_leaf *leaf;
+	struct swx_vm *vm;
+	unsigned long i, gfn;
+
+	/* Entries are freed only after a grace period. */
+	rcu_read_lock();
+	xa_for_each(&swx_vms, i, vm) {
+		seq_printf(m, "vm %s\n", vm->kvm->stats_id);
+		xa_for_each(&vm->leaves, gfn, leaf)
+			seq_printf(m, "%lx %llx\n", gfn, READ_ONCE(leaf->spte));
+	}
+	rcu_read_unlock();
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(swx_leaves);
+
+static const struct kvm_tdp_mmu_external_ops swx_ops = {
+	.size = sizeof(struct kvm_tdp_mmu_external_ops),
+	.owner = THIS_MODULE,
+	.name = "kvm_rtdp_sw_external",
+	.set_spte = swx_set_spte,
+	.vm_destroy = swx_vm_destroy,
+};
+
+static struct dentry *swx_dir;
+
+static int __init swx_init(void)
+{
+	int r;
+
+	swx_dir = debugfs_create_dir("kvm_rtdp_sw_external", NULL);
+	debugfs_create_file("stats", 0444, swx_dir, NULL, &swx_stats_fops);
+	debugfs_create_file("leaves", 0444, swx_dir, NULL, &swx_leaves_fops);
+	r = kvm_tdp_mmu_register_sw_external(&swx_ops);
+	if (r)
+		debugfs_remove_recursive(swx_dir);
+	return r;
+}
+
+static void __exit swx_exit(void)
+{
+	kvm_tdp_mmu_unregister_sw_external(&swx_ops);
+	debugfs_remove_recursive(swx_dir);
+	rcu_barrier();
+}
+
+module_init(swx_init);
+module_exit(swx_exit);
+MODULE_DESCRIPTION("rtdp test: a software external page table for software-protected VMs");
+MODULE_LICENSE("GPL");
