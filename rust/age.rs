@@ -126,7 +126,8 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
             continue;
         }
         if one_page {
-            let Some((sptep, old)) = last_on_path(&rcu, root, Level::PG_4K, range.start()) else {
+            let Some((sptep, old)) = last_on_path(kvm, &rcu, root, Level::PG_4K, range.start())
+            else {
                 continue;
             };
             let gfn = sptep.level().round_gfn(range.start());

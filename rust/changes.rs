@@ -68,14 +68,12 @@ fn handle_changed(
     }
     // A table is only ever replaced by a leaf or by nothing.
     kernel::warn_on!(was_present && !was_leaf && is_present && !is_leaf && pfn_changed);
+    let unlinked = removed.is_some();
     if let Some(table) = removed {
         remove_table(lock, table);
     }
     if old == new {
         return Ok(());
-    }
-    if old.is_mirrored() || new.is_mirrored() {
-        propagate(kvm, gfn, level, old, new)?;
     }
     // Writable implies MMU-writable implies host-writable: a leaf that
     // breaks it could let the guest write a page KVM write-protects.
@@ -93,6 +91,12 @@ fn handle_changed(
         trace::spte_changed(sp.as_id(), gfn, level, old, new);
         return Ok(());
     }
+    // Every change of a mirror root's SPTE (TDX) or of a mirrored leaf goes
+    // to the external page table, but for the removal of a table: its
+    // entries went one by one, and the table itself is freed.
+    if !unlinked && (sp.is_mirror() || old.is_mirrored() || new.is_mirrored()) {
+        propagate(kvm, gfn, level, old, new, was_leaf || is_leaf)?;
+    }
     trace::spte_changed(sp.as_id(), gfn, level, old, new);
     if is_leaf != was_leaf {
         kvm.update_page_stats(level, if is_leaf { 1 } else { -1 });
@@ -100,17 +104,25 @@ fn handle_changed(
     Ok(())
 }
 
-/// Tell the VM's external page table that the mirrored leaf at `gfn` and
-/// `level` changes from `old` to `new`; counted.
-fn propagate(kvm: &Kvm, gfn: u64, level: Level, old: Spte, new: Spte) -> Result<(), Refusal> {
+/// Tell the VM's external page table that the mirrored SPTE at `gfn` and
+/// `level` (a `leaf` before or after) changes from `old` to `new`; counted.
+fn propagate(
+    kvm: &Kvm,
+    gfn: u64,
+    level: Level,
+    old: Spte,
+    new: Spte,
+    leaf: bool,
+) -> Result<(), Refusal> {
     let state = kvm.state();
     let Some(external) = state.external.as_ref() else {
-        // Only a VM with an external page table has mirrored leaves.
+        // Only a VM with an external page table has mirror roots or
+        // mirrored leaves.
         kernel::warn_on!(true);
         return Err(Refusal::Failed(EINVAL.to_errno()));
     };
     // Mirrored leaves are 4 KiB: the external table maps no huge page.
-    if kernel::warn_on!(level != Level::PG_4K) {
+    if kernel::warn_on!(leaf && level != Level::PG_4K) {
         return Err(Refusal::Failed(EINVAL.to_errno()));
     }
     let result = external.set(gfn, level, old, new);
@@ -190,6 +202,14 @@ fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
         handle_changed_for_good(lock, sp, gfn, replaced, Spte(FROZEN), level);
     }
 
+    if sp.is_mirror() {
+        match kvm.state().external.as_ref() {
+            Some(external) => external.free_spt(sp),
+            None => {
+                kernel::warn_on!(true);
+            }
+        }
+    }
     table.free_after_grace_period(kvm);
 }
 
@@ -227,7 +247,20 @@ pub(crate) fn set_shared_at(
         return Err(Busy);
     }
 
-    let result = if expected.is_mirrored() || new.is_mirrored() {
+    let result = if expected.is_present() && !expected.is_leaf(level) {
+        // Removing or replacing a table: freeze first (see the module
+        // invariants). A mirror root's table is not removed through the
+        // external page table (its entries are), so this cannot fail.
+        sptep
+            .change_frozen(lock, expected, new, |replaced| {
+                handle_changed_for_good(lock, sp, gfn, replaced, new, level);
+                Ok::<(), Infallible>(())
+            })
+            .map_err(|e| match e {
+                NotChanged::Raced(current) => current,
+                NotChanged::Refused(never) => match never {},
+            })
+    } else if sp.is_mirror() || expected.is_mirrored() || new.is_mirrored() {
         // The external page table takes the change while the SPTE is
         // frozen; if it refuses, the SPTE gets its old value back.
         sptep
@@ -237,18 +270,6 @@ pub(crate) fn set_shared_at(
             .map_err(|e| match e {
                 NotChanged::Raced(current) => current,
                 NotChanged::Refused(_) => expected,
-            })
-    } else if expected.is_present() && !expected.is_leaf(level) {
-        // Removing or replacing a table: freeze first (see the module
-        // invariants).
-        sptep
-            .change_frozen(lock, expected, new, |replaced| {
-                handle_changed_for_good(lock, sp, gfn, replaced, new, level);
-                Ok::<(), Infallible>(())
-            })
-            .map_err(|e| match e {
-                NotChanged::Raced(current) => current,
-                NotChanged::Refused(never) => match never {},
             })
     } else {
         sptep
@@ -322,7 +343,7 @@ pub(crate) fn zap_leaf(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, zaps: &mut Leaf
     if kernel::warn_on!(!old.is_present() || !old.is_leaf(level) || level > Level::PG_1G) {
         return;
     }
-    if old.is_mirrored() {
+    if old.is_mirrored() || walk.sptep().sp().is_mirror() {
         // The external page table has to take it: the general path.
         set_exclusive(lock, walk, Spte(NONPRESENT));
         lock.kvm().state().count(Counter::LeafsZapped);

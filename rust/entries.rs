@@ -71,18 +71,10 @@ pub(crate) fn ops(module: &'static ThisModule, name: &'static CStr) -> bindings:
     }
 }
 
-extern "C" fn bind(kvm: *mut bindings::kvm) -> bool {
-    // SAFETY: a VM being created, valid for the call; `bind` runs before
-    // `init`.
-    let kvm = unsafe { Kvm::from_raw(kvm) };
-    if !crate::bind_new_vms() {
-        return false;
-    }
-    if kvm.has_mirrored_tdp() {
-        pr_info!("a TDX VM stays on the C TDP MMU: kvm_rtdp does not propagate to external page tables\n");
-        return false;
-    }
-    true
+/// Every VM type is served, TDX included (its mirror root propagates to
+/// the Secure EPT through kvm.ko's external page table ops).
+extern "C" fn bind(_kvm: *mut bindings::kvm) -> bool {
+    crate::bind_new_vms()
 }
 
 /// # Safety

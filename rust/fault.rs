@@ -23,7 +23,7 @@ use crate::stats::Counter;
 pub(crate) fn map(vcpu: &Vcpu, lock: &MmuRead<'_>, fault: &Fault) -> PfResult {
     let kvm = vcpu.kvm();
     let stats = kvm.state().stats.of_vcpu(vcpu.index());
-    let Some(root) = vcpu.root() else {
+    let Some(root) = vcpu.root_for_fault(fault) else {
         kernel::warn_on!(true);
         return PfResult::Retry;
     };
@@ -59,9 +59,20 @@ pub(crate) fn map(vcpu: &Vcpu, lock: &MmuRead<'_>, fault: &Fault) -> PfResult {
         }
 
         // Not present, or a huge page to split: link a new table.
-        let role = RootRole::of(walk.table().header()).child();
+        let parent = walk.table().header();
+        // A mirror root maps no huge page (TDX): nothing to split there.
+        if old.is_present() && parent.is_mirror() {
+            kernel::warn_on!(true);
+            kvm.bug();
+            return PfResult::Retry;
+        }
+        let role = RootRole::of(parent).child();
         let mut sp = vcpu.alloc_sp(Some(walk.sptep()), walk.gfn(), role);
         sp.set_nx_huge_page_disallowed(fault.huge_page_disallowed());
+        if parent.is_mirror() {
+            // Its external twin gets a page too, linked with it.
+            vcpu.alloc_external_spt(&mut sp);
+        }
         let linked = if old.is_present() {
             huge_pages::split(lock, &mut walk, &mut sp)
         } else {
@@ -120,9 +131,14 @@ fn map_target_level(
     } else {
         fault.make_spte(vcpu, sp, walk.gfn(), old)
     };
-    // A private page of a VM with an external page table is mirrored: the
+    // A private page of a VM with a software external page table is
+    // mirrored in its one root (a TDX VM's is in its mirror root): the
     // external table takes the new leaf before the CPU can see it.
-    if fault.is_private() && new.is_present() && kvm.state().external.is_some() {
+    if fault.is_private()
+        && new.is_present()
+        && kvm.state().external.is_some()
+        && !kvm.has_mirrored_tdp()
+    {
         // guest_memfd maps no huge page in 7.3, and the external table
         // takes none (as TDX's): a huge private fault is KVM's bug.
         if kernel::warn_on!(level != Level::PG_4K) {
@@ -138,6 +154,7 @@ fn map_target_level(
     } else if changes::set_shared(lock, walk, new).is_err() {
         // The SPTE still holds `old` if it was frozen for the change and
         // the external page table refused it; else it changed under us.
+        // (A refused link of a mirror table is a raced retry above.)
         stats.count(if walk.old_spte() == old {
             Counter::RetriesFrozen
         } else {

@@ -21,7 +21,8 @@ pub(crate) fn get_walk(vcpu: &Vcpu, rcu: &CallerRcu, addr: u64, sptes: &mut [u64
     let Some(root) = vcpu.root() else {
         return -1;
     };
-    let gfn = addr >> 12;
+    // The gfn without the shared bit: the walk of the direct root adds it.
+    let gfn = (addr >> 12) & !vcpu.kvm().gfn_direct_bits();
     let mut leaf = -1;
     let mut walk = RcuWalk::new(vcpu.kvm(), rcu, root, Level::PG_4K, gfn, gfn + 1);
     while walk.valid() {
@@ -44,5 +45,6 @@ pub(crate) fn last_spte<'r>(
     rcu: &'r CallerRcu,
     gfn: u64,
 ) -> Option<(Sptep<'r>, Spte)> {
-    last_on_path(rcu, vcpu.root()?, Level::PG_4K, gfn).filter(|(_, spte)| !spte.is_mirrored())
+    last_on_path(vcpu.kvm(), rcu, vcpu.root()?, Level::PG_4K, gfn)
+        .filter(|(_, spte)| !spte.is_mirrored())
 }

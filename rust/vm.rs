@@ -26,13 +26,20 @@ pub(crate) fn new_state(kvm: &Kvm) -> Result<KBox<VmState>> {
     let n = VMS.fetch_add(1, Ordering::Relaxed);
     let name = CString::try_from_fmt(fmt!("{}-{}", kernel::current!().pid(), n))?;
     let debugfs = VmDebugfs::new(&name, stats.clone(), reclaim.clone())?;
+    let external = ExternalTable::of(kvm);
+    // A TDX VM cannot run without its external page table: kvm.ko always
+    // has one for it.
+    if kvm.has_mirrored_tdp() && external.is_none() {
+        pr_err!("kvm_rtdp: kvm.ko gave a TDX VM no external page table\n");
+        return Err(EINVAL);
+    }
     let state = KBox::new(
         VmState {
             stats,
             invalidations: Invalidations::new(),
             reclaim,
             masks: kvm.masks(),
-            external: ExternalTable::of(kvm),
+            external,
             _debugfs: debugfs,
         },
         GFP_KERNEL,

@@ -67,8 +67,27 @@ fn zap_root_at(kvm: &Kvm, lock: &mut impl MmuHeld, root: Sp<'_>, zap_level: Leve
     walk.finish(lock);
 }
 
-/// Zap the leaf SPTEs of `root` in `[start, end)`, yielding the lock if
-/// `can_yield`. Returns whether a TLB flush is due, `flush` included.
+/// Which leaves an invalidation is for, in a VM whose private leaves are
+/// mirrored in its one root: shared (not mirrored), private (mirrored).
+#[derive(Clone, Copy)]
+struct LeafFilter {
+    shared: bool,
+    private: bool,
+}
+
+impl LeafFilter {
+    fn wants(self, leaf: Spte) -> bool {
+        if leaf.is_mirrored() {
+            self.private
+        } else {
+            self.shared
+        }
+    }
+}
+
+/// Zap the leaf SPTEs of `root` in `[start, end)` (those `filter` wants,
+/// if given), yielding the lock if `can_yield`. Returns whether a TLB
+/// flush is due, `flush` included.
 fn zap_leafs_in(
     kvm: &Kvm,
     lock: &mut MmuWrite<'_>,
@@ -76,6 +95,7 @@ fn zap_leafs_in(
     (start, end): (u64, u64),
     can_yield: bool,
     mut flush: bool,
+    filter: Option<LeafFilter>,
 ) -> bool {
     let end = end.min(max_gfn_exclusive());
     let mut walk = Walk::new(kvm, root, Level::PG_4K, start, end);
@@ -87,7 +107,10 @@ fn zap_leafs_in(
             continue;
         }
         let old = walk.old_spte();
-        if old.is_present() && old.is_leaf(walk.level()) {
+        if old.is_present()
+            && old.is_leaf(walk.level())
+            && filter.is_none_or(|filter| filter.wants(old))
+        {
             changes::zap_leaf(lock, &mut walk, &mut zaps);
             flush |= !root.is_invalid();
         }
@@ -109,7 +132,7 @@ pub(crate) fn zap_leafs(
 ) -> bool {
     let mut roots = Roots::new(kvm, RootTypes::VALID, None);
     while let Some(root) = roots.next(lock) {
-        flush = zap_leafs_in(kvm, lock, root, (start, end), true, flush);
+        flush = zap_leafs_in(kvm, lock, root, (start, end), true, flush, None);
     }
     count_flush(kvm, flush)
 }
@@ -129,20 +152,39 @@ fn count_flush(kvm: &Kvm, flush: bool) -> bool {
     flush
 }
 
-/// Zap the leaf SPTEs that an MMU notifier range covers, in every direct
-/// root of its address space, invalid roots included: the pages are going
-/// away whoever maps them.
+/// Zap the leaf SPTEs that an MMU notifier or guest_memfd range covers,
+/// in every root of its address space that maps what it is for, invalid
+/// roots included: the pages are going away whoever maps them. A TDX VM's
+/// shared mappings are in its direct roots, its private ones in its mirror
+/// root (`kvm_gfn_range_filter_to_root_types()`); a VM whose private leaves
+/// are mirrored in its one root keeps the same rule leaf by leaf; in any
+/// other VM, everything the range covers goes.
 pub(crate) fn unmap_gfn_range(
     kvm: &Kvm,
     lock: &mut MmuWrite<'_>,
     range: &GfnRange,
     mut flush: bool,
 ) -> bool {
-    let types = RootTypes::DIRECT.union(RootTypes::INVALID);
+    let mut types = RootTypes::DIRECT.union(RootTypes::INVALID);
+    let mut filter = None;
+    if kvm.has_mirrored_tdp() {
+        types = RootTypes::INVALID;
+        if range.for_private() {
+            types = types.union(RootTypes::MIRROR);
+        }
+        if range.for_shared() {
+            types = types.union(RootTypes::DIRECT);
+        }
+    } else if kvm.state().external.is_some() && (range.for_shared() || range.for_private()) {
+        filter = Some(LeafFilter {
+            shared: range.for_shared(),
+            private: range.for_private(),
+        });
+    }
     let mut roots = Roots::new(kvm, types, Some(range.as_id()));
     while let Some(root) = roots.next(lock) {
         let span = (range.start(), range.end());
-        flush = zap_leafs_in(kvm, lock, root, span, range.may_block(), flush);
+        flush = zap_leafs_in(kvm, lock, root, span, range.may_block(), flush, filter);
     }
     count_flush(kvm, flush)
 }

@@ -5,9 +5,8 @@
  * directory says (patch 0010).
  *
  * In the C column every VM is on the built-in TDP MMU.  In the kvm_rtdp
- * column every type kvm_rtdp serves is bound to it, and a TDX VM, whose
- * mirrored page tables kvm_rtdp does not propagate, stays on the built-in
- * one.  A VM's file and kvm_rtdp's own per-VM debugfs directory must agree.
+ * column every type is bound to it, TDX included (where KVM offers it).
+ * A VM's file and kvm_rtdp's own per-VM debugfs directory must agree.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +54,7 @@ int main(void)
 			continue;
 		vm = vm_create_barebones_type(type);
 		tdp_mmu_of(vm, name, sizeof(name));
-		want = rust && type != KVM_X86_TDX_VM ? "kvm_rtdp" : "builtin";
+		want = rust ? "kvm_rtdp" : "builtin";
 		bound = rtdp_vm_debugfs(dir, sizeof(dir));
 		printf("rtdp-report: VM type %lu: %s\n", type, name);
 		TEST_ASSERT(!strcmp(name, want), "VM type %lu: served by %s, want %s", type, name,

@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::error::code::EBUSY;
 
-use super::Kvm;
+use super::{Kvm, Sp};
 use crate::level::Level;
 use crate::mirror::{External, Refusal};
 use crate::spte::Spte;
@@ -61,6 +61,20 @@ impl External for ExternalTable {
             0 => Ok(()),
             r if r == EBUSY.to_errno() => Err(Refusal::Busy),
             r => Err(Refusal::Failed(r)),
+        }
+    }
+}
+
+impl ExternalTable {
+    /// Free the external twin of `table`, a removed table of a mirror root
+    /// whose entries were all set non-present (TDX's `free_external_spt`).
+    pub(crate) fn free_spt(&self, table: Sp<'_>) {
+        // SAFETY: the ops are alive (type invariant); `free_spt` may be
+        // NULL; `table` is a removed page that nobody links.
+        unsafe {
+            if let Some(free) = (*self.ops.as_ptr()).free_spt {
+                free(self.kvm.as_ptr(), table.raw());
+            }
         }
     }
 }

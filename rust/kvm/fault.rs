@@ -75,6 +75,11 @@ impl Fault {
         self.get().write
     }
 
+    /// The faulting guest physical address, shared bit included.
+    pub(crate) fn addr(&self) -> u64 {
+        self.get().addr
+    }
+
     /// Whether the access is to the VM's private memory (guest_memfd).
     pub(crate) fn is_private(&self) -> bool {
         self.get().is_private

@@ -32,6 +32,18 @@ impl GfnRange {
         self.get().end
     }
 
+    /// Whether the range's invalidation is for shared mappings
+    /// (`KVM_FILTER_SHARED`).
+    pub(crate) fn for_shared(&self) -> bool {
+        self.get().attr_filter & bindings::kvm_gfn_range_filter_KVM_FILTER_SHARED != 0
+    }
+
+    /// Whether the range's invalidation is for private mappings
+    /// (`KVM_FILTER_PRIVATE`).
+    pub(crate) fn for_private(&self) -> bool {
+        self.get().attr_filter & bindings::kvm_gfn_range_filter_KVM_FILTER_PRIVATE != 0
+    }
+
     pub(crate) fn may_block(&self) -> bool {
         self.get().may_block
     }

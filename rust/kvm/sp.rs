@@ -266,6 +266,10 @@ impl NewSp {
         };
     }
 
+    pub(super) fn raw(&self) -> *mut bindings::kvm_mmu_page {
+        self.ptr.as_ptr()
+    }
+
     /// The page as a header; unpublished, so nobody else reads it.
     pub(crate) fn sp(&self) -> Sp<'_> {
         // SAFETY: ours for as long as `self` is borrowed.
@@ -318,8 +322,9 @@ impl NewSp {
 
 impl Drop for NewSp {
     fn drop(&mut self) {
-        // SAFETY: ours and never linked (type invariant).
-        unsafe { bindings::kvm_tdp_mmu_provider_free_sp(self.ptr.as_ptr()) };
+        // SAFETY: ours and never linked (type invariant); its external page,
+        // if it was given one, is freed with it.
+        unsafe { bindings::kvm_tdp_mmu_provider_free_unused_sp(self.ptr.as_ptr()) };
         TABLES.fetch_sub(1, Ordering::Relaxed);
     }
 }

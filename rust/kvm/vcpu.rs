@@ -63,6 +63,38 @@ impl Vcpu {
         Some(unsafe { Sp::of_table(table) })
     }
 
+    /// The vCPU's mirror root (TDX), held as [`Vcpu::root`] is.
+    pub(crate) fn mirror_root(&self) -> Option<Sp<'_>> {
+        // SAFETY: as in `root`, for `mirror_root_hpa`.
+        let hpa = unsafe { (*self.mmu()).mirror_root_hpa };
+        if hpa == INVALID_PAGE {
+            return None;
+        }
+        let table = NonNull::new(super::direct_map::phys_to_virt(hpa))?;
+        // SAFETY: as in `root`.
+        Some(unsafe { Sp::of_table(table) })
+    }
+
+    /// The root `fault` is handled in: the mirror root for a TDX VM's
+    /// private address (its shared bit clear), else the direct root
+    /// (`tdp_mmu_get_root_for_fault()`).
+    pub(crate) fn root_for_fault(&self, fault: &super::Fault) -> Option<Sp<'_>> {
+        let direct_bits = self.kvm().gfn_direct_bits() << 12;
+        if direct_bits != 0 && fault.addr() & direct_bits == 0 {
+            self.mirror_root()
+        } else {
+            self.root()
+        }
+    }
+
+    /// Give `sp`, a new table of a mirror root, the page its external twin
+    /// uses, from the vCPU's cache (topped up by kvm.ko for TDX VMs).
+    pub(crate) fn alloc_external_spt(&self, sp: &mut NewSp) {
+        // SAFETY: the vCPU's caches were topped up before the fault; `sp` is
+        // ours and not linked yet.
+        unsafe { bindings::kvm_tdp_mmu_provider_alloc_external_spt(self.raw(), sp.raw()) };
+    }
+
     /// Make `root` the vCPU's root (`mirror`: its mirror root); the vCPU
     /// holds the reference from now on, and kvm.ko puts it (`put_root`).
     pub(crate) fn set_root(&self, root: RootRef<'_>, mirror: bool) {

@@ -102,6 +102,26 @@ impl Kvm {
         start <= gfn && gfn < end
     }
 
+    /// The gfn bits that select the shared half of a TDX VM's guest
+    /// physical space, where its direct root maps; 0 for other VMs
+    /// (`kvm_gfn_direct_bits()`).
+    #[inline]
+    pub(crate) fn gfn_direct_bits(&self) -> u64 {
+        // SAFETY: set before the MMU is initialized and never changed.
+        unsafe { (*self.arch()).gfn_direct_bits }
+    }
+
+    /// The gfn bits a walk of `root` ORs into the gfns it covers: the
+    /// shared half for a TDX VM's direct root (`kvm_gfn_root_bits()`).
+    #[inline]
+    pub(crate) fn gfn_root_bits(&self, root: Sp<'_>) -> u64 {
+        if root.is_mirror() {
+            0
+        } else {
+            self.gfn_direct_bits()
+        }
+    }
+
     /// Whether the VM mirrors its private memory into an external page
     /// table (TDX).
     pub(crate) fn has_mirrored_tdp(&self) -> bool {

@@ -38,13 +38,14 @@ pub(crate) struct Cursor {
 
 impl Cursor {
     #[inline]
-    fn start(root: Sp<'_>, min_level: Level, start: u64, end: u64) -> Self {
+    fn start(kvm: &Kvm, root: Sp<'_>, min_level: Level, start: u64, end: u64) -> Self {
         // The role is read once: the table carries the root's level.
         let table = root.table();
         let raw = RawTable(table.ptr());
         // Refused only for a minimum level above the root's: a corrupted
         // role, reported; the walk then covers nothing, as tdp_iter.c's.
-        let iter = TdpIter::start(&KernelTables, raw, table.level(), min_level, start, 0)
+        let bits = kvm.gfn_root_bits(root);
+        let iter = TdpIter::start(&KernelTables, raw, table.level(), min_level, start, bits)
             .unwrap_or_else(|| {
                 kernel::warn_on!(true);
                 TdpIter::empty(raw, table.level())
@@ -190,7 +191,7 @@ impl<'a> Walk<'a> {
         // INVARIANT: the walk owns the section it reads the root in.
         Walk {
             kvm,
-            cursor: Cursor::start(root, min_level, start, end),
+            cursor: Cursor::start(kvm, root, min_level, start, end),
             guard: Some(guard),
             waited_at: None,
             resched_countdown: RESCHED_INTERVAL,
@@ -360,7 +361,7 @@ impl<'a> RcuWalk<'a> {
     /// Walk `[start, end)` under `root` down to `min_level` inside the
     /// caller's RCU section `_rcu`, in which the caller found `root`.
     pub(crate) fn new(
-        _kvm: &'a Kvm,
+        kvm: &'a Kvm,
         _rcu: &'a impl RcuSection,
         root: Sp<'a>,
         min_level: Level,
@@ -369,7 +370,7 @@ impl<'a> RcuWalk<'a> {
     ) -> Self {
         // INVARIANT: `_rcu` is borrowed for as long as the walk lives.
         RcuWalk {
-            cursor: Cursor::start(root, min_level, start, end),
+            cursor: Cursor::start(kvm, root, min_level, start, end),
             _section: PhantomData,
         }
     }
@@ -400,6 +401,7 @@ impl<'a> RcuWalk<'a> {
 /// which the caller found `root`; the SPTE is valid for all of it.
 #[inline]
 pub(crate) fn last_on_path<'a>(
+    kvm: &Kvm,
     _rcu: &'a impl RcuSection,
     root: Sp<'a>,
     min_level: Level,
@@ -411,7 +413,7 @@ pub(crate) fn last_on_path<'a>(
         RawTable(table.ptr()),
         table.level(),
         min_level,
-        gfn,
+        gfn | kvm.gfn_root_bits(root),
     )?;
     // SAFETY: `last` is `root`'s table or one reached from it through
     // links read in the section borrowed for `'a`, which keeps it
