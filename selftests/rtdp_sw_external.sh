@@ -25,7 +25,7 @@ while [ "$(cat /sys/module/kvm_rtdp_sw_external/refcnt)" != 0 ] && [ $i -lt 100 
 	sleep 0.1
 	i=$((i + 1))
 done
-echo "kvm_rtdp_sw_external: changes $(stat changes) busy $(stat busy) failed $(stat failed) violations $(stat violations) leaked $(stat leaked)"
+echo "rtdp-report: kvm_rtdp_sw_external: changes $(stat changes) busy $(stat busy) failed $(stat failed) violations $(stat violations) leaked $(stat leaked)"
 if [ "$(stat violations)" != 0 ] || [ "$(stat leaked)" != 0 ]; then
 	echo "external page table out of step with the mirror"
 	rc=1
