@@ -13,14 +13,21 @@
  * and as failed (-EIO) every fail_every-th; a refused change leaves the
  * table as it was.  When a VM is destroyed, leaves still here are leaks.
  *
- * debugfs kvm_rtdp_sw_external/: "stats" (counts since load) and "leaves"
- * (per VM, "vm kvm-<pid>" then "GFN SPTE" in hex, in gfn order).  The
- * module must stay loaded until the leaves' grace periods are over: exit
- * waits with rcu_barrier().
+ * debugfs kvm_rtdp_sw_external/: "stats" (counts since load), "leaves"
+ * (per VM, "vm kvm-<pid>" then "GFN SPTE" in hex, in gfn order) and
+ * "check": reading it compares, per VM and with the VM's mmu_lock held for
+ * write, the table with the mirrored leaves of the VM's page tables as
+ * kvm.ko's own iterator reads them (kvm_tdp_mmu_walk_leaves()), every
+ * bit but the Accessed and Dirty bits the CPU sets in the mirror, and
+ * counts SPTEs left frozen; a VM's line is "vm kvm-<pid> leaves N
+ * differences D frozen F".  It can be read while the VM runs.  The module
+ * must stay loaded until the leaves' grace periods are over: exit waits
+ * with rcu_barrier().
  */
 #include <linux/debugfs.h>
 #include <linux/kvm_host.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/xarray.h>
@@ -51,9 +58,20 @@ struct swx_leaf {
 /* struct kvm * -> struct swx_vm, created at the VM's first change. */
 static DEFINE_XARRAY(swx_vms);
 
+/*
+ * Held to erase a VM from swx_vms, which its destruction does: the struct
+ * kvm of a VM found in swx_vms stays alive while it is held.
+ */
+static DEFINE_MUTEX(swx_vms_lock);
+
 static atomic64_t stat_changes, stat_busy, stat_failed, stat_violations, stat_leaked,
-	stat_vms;
+	stat_vms, stat_checks, stat_check_differences;
 static atomic_t installs;
+
+/* kvm_rtdp's mark of a mirrored leaf, and the SPTE bits of spte.h it needs. */
+#define SWX_MIRRORED	BIT_ULL(56)
+#define SWX_FROZEN	(BIT_ULL(63) | 0x1a0ULL)
+#define SWX_AD		(BIT_ULL(5) | BIT_ULL(6))
 
 /* Present in the sense of SPTE_MMU_PRESENT_MASK. */
 static bool swx_present(u64 spte)
@@ -149,10 +167,13 @@ static int swx_set_spte(struct kvm *kvm, gfn_t gfn, u64 old, u64 new, int level)
 
 static void swx_vm_destroy(struct kvm *kvm)
 {
-	struct swx_vm *vm = xa_erase(&swx_vms, (unsigned long)kvm);
 	struct swx_leaf *leaf;
 	unsigned long gfn, n = 0;
+	struct swx_vm *vm;
 
+	mutex_lock(&swx_vms_lock);
+	vm = xa_erase(&swx_vms, (unsigned long)kvm);
+	mutex_unlock(&swx_vms_lock);
 	if (!vm)
 		return;
 	xa_for_each(&vm->leaves, gfn, leaf) {
@@ -172,6 +193,8 @@ static int swx_stats_show(struct seq_file *m, void *unused)
 		   atomic64_read(&stat_changes), atomic64_read(&stat_busy),
 		   atomic64_read(&stat_failed), atomic64_read(&stat_violations),
 		   atomic64_read(&stat_leaked), atomic64_read(&stat_vms));
+	seq_printf(m, "checks %lld\ncheck_differences %lld\n", atomic64_read(&stat_checks),
+		   atomic64_read(&stat_check_differences));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(swx_stats);
@@ -182,7 +205,8 @@ static int swx_leaves_show(struct seq_file *m, void *unused)
 	struct swx_vm *vm;
 	unsigned long i, gfn;
 
-	/* Entries are freed only after a grace period. */
+	/* The VMs stay alive; leaves are freed only after a grace period. */
+	mutex_lock(&swx_vms_lock);
 	rcu_read_lock();
 	xa_for_each(&swx_vms, i, vm) {
 		seq_printf(m, "vm %s\n", vm->kvm->stats_id);
@@ -190,9 +214,80 @@ static int swx_leaves_show(struct seq_file *m, void *unused)
 			seq_printf(m, "%lx %llx\n", gfn, READ_ONCE(leaf->spte));
 	}
 	rcu_read_unlock();
+	mutex_unlock(&swx_vms_lock);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(swx_leaves);
+
+struct swx_check {
+	struct kvm_tdp_mmu_leaf_walk walk;
+	struct swx_vm *vm;
+	/* Mirrored leaves equal to the table's, and the rest. */
+	unsigned long matched, differences, frozen;
+};
+
+static int swx_check_leaf(struct kvm_tdp_mmu_leaf_walk *walk, int as_id, gfn_t gfn, int level,
+			  u64 spte)
+{
+	struct swx_check *c = container_of(walk, struct swx_check, walk);
+	struct swx_leaf *leaf;
+
+	if (spte == SWX_FROZEN) {
+		c->frozen++;
+		pr_err_ratelimited("%s gfn %llx level %d: SPTE frozen with mmu_lock held for write\n",
+				   c->vm->kvm->stats_id, gfn, level);
+		return 0;
+	}
+	if (!swx_present(spte) || !(spte & SWX_MIRRORED))
+		return 0;
+	leaf = xa_load(&c->vm->leaves, gfn);
+	if (level == PG_LEVEL_4K && leaf && !((leaf->spte ^ spte) & ~SWX_AD)) {
+		c->matched++;
+		return 0;
+	}
+	c->differences++;
+	pr_err_ratelimited("%s gfn %llx level %d: mirror %llx, external table %llx\n",
+			   c->vm->kvm->stats_id, gfn, level, spte, leaf ? leaf->spte : 0);
+	return 0;
+}
+
+/*
+ * Compare @vm's table with its mirror.  mmu_lock held for write stops every
+ * change of a mirrored leaf and of the table (both are made with it held),
+ * and leaves no SPTE frozen.
+ */
+static void swx_check_vm(struct seq_file *m, struct swx_vm *vm)
+{
+	struct swx_check c = { .walk.leaf = swx_check_leaf, .vm = vm };
+	unsigned long gfn, external = 0;
+	struct swx_leaf *leaf;
+
+	write_lock(&vm->kvm->mmu_lock);
+	kvm_tdp_mmu_walk_leaves(vm->kvm, &c.walk);
+	xa_for_each(&vm->leaves, gfn, leaf)
+		external++;
+	write_unlock(&vm->kvm->mmu_lock);
+
+	/* Leaves of the table that no mirrored leaf matched. */
+	c.differences += external - c.matched;
+	atomic64_inc(&stat_checks);
+	atomic64_add(c.differences + c.frozen, &stat_check_differences);
+	seq_printf(m, "vm %s leaves %lu differences %lu frozen %lu\n", vm->kvm->stats_id,
+		   external, c.differences, c.frozen);
+}
+
+static int swx_check_show(struct seq_file *m, void *unused)
+{
+	struct swx_vm *vm;
+	unsigned long i;
+
+	mutex_lock(&swx_vms_lock);
+	xa_for_each(&swx_vms, i, vm)
+		swx_check_vm(m, vm);
+	mutex_unlock(&swx_vms_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(swx_check);
 
 static const struct kvm_tdp_mmu_external_ops swx_ops = {
 	.size = sizeof(struct kvm_tdp_mmu_external_ops),
@@ -211,6 +306,7 @@ static int __init swx_init(void)
 	swx_dir = debugfs_create_dir("kvm_rtdp_sw_external", NULL);
 	debugfs_create_file("stats", 0444, swx_dir, NULL, &swx_stats_fops);
 	debugfs_create_file("leaves", 0444, swx_dir, NULL, &swx_leaves_fops);
+	debugfs_create_file("check", 0444, swx_dir, NULL, &swx_check_fops);
 	r = kvm_tdp_mmu_register_sw_external(&swx_ops);
 	if (r)
 		debugfs_remove_recursive(swx_dir);
