@@ -119,8 +119,9 @@ pub(crate) fn age(kvm: &Kvm, range: &GfnRange, aging: Aging) -> bool {
     let one_page = range.end() - range.start() == 1;
     let rcu = rcu::read_lock();
     let mut pos = None;
-    while let Some(root) = kvm.next_root_rcu(&rcu, pos) {
-        pos = Some(root);
+    while let Some(listed) = kvm.next_root_rcu(&rcu, pos) {
+        pos = Some(listed);
+        let root = listed.sp();
         // Mirror roots are never bound to kvm_rtdp (TDX VMs stay on C).
         if !roots::matches(root, RootTypes::DIRECT) || root.as_id() != range.as_id() {
             continue;

@@ -44,7 +44,7 @@ fn handle_changed(
     level: Level,
 ) -> Result<(), Refusal> {
     let kvm = lock.kvm();
-    let Replaced { old, removed } = replaced;
+    let (old, removed) = replaced.into_parts();
     let was_present = old.is_present();
     let is_present = new.is_present();
     let was_leaf = was_present && old.is_leaf(level);
@@ -146,7 +146,7 @@ fn handle_changed_for_good(
     new: Spte,
     level: Level,
 ) {
-    let old = replaced.old;
+    let old = replaced.old();
     if let Err(refusal) = handle_changed(lock, sp, gfn, replaced, new, level) {
         pr_err!(
             "kvm_rtdp: external page table refused a change that cannot be undone: gfn {:#x} level {} {:#x} -> {:#x}: {:?}\n",
@@ -204,7 +204,7 @@ fn remove_table(lock: &impl MmuHeld, table: RemovedSp) {
 
     if sp.is_mirror() {
         match kvm.state().external.as_ref() {
-            Some(external) => external.free_spt(sp),
+            Some(external) => external.free_spt(&table),
             None => {
                 kernel::warn_on!(true);
             }
@@ -225,7 +225,7 @@ pub(crate) fn set_shared(lock: &MmuRead<'_>, walk: &mut Walk<'_>, new: Spte) -> 
     let mut old = walk.old_spte();
     let result = set_shared_at(lock, walk.sptep(), walk.gfn(), &mut old, new);
     if result.is_err() {
-        walk.set_old_spte(old);
+        walk.reread();
     }
     result
 }
@@ -289,11 +289,8 @@ pub(crate) fn set_exclusive(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, new: Spte)
         return;
     }
     let (gfn, level) = (walk.gfn(), walk.level());
-    let sptep = walk.sptep();
-    let replaced = sptep.write(lock, old, new);
-    let old = replaced.old;
-    handle_changed_for_good(lock, sptep.sp(), gfn, replaced, new, level);
-    walk.set_old_spte(old);
+    let replaced = walk.write(lock, new);
+    handle_changed_for_good(lock, walk.sptep().sp(), gfn, replaced, new, level);
 }
 
 /// Leaves zapped by one walk under the write lock, per level, and what
@@ -351,19 +348,17 @@ pub(crate) fn zap_leaf(lock: &MmuWrite<'_>, walk: &mut Walk<'_>, zaps: &mut Leaf
     }
     let gfn = walk.gfn();
     kernel::warn_on!(gfn & (level.pages() - 1) != 0);
-    let sptep = walk.sptep();
     let new = Spte(NONPRESENT);
-    let replaced = sptep.write(lock, old, new);
-    let old = replaced.old;
-    if replaced.removed.is_some() {
+    let replaced = walk.write(lock, new);
+    let sp = walk.sptep().sp();
+    if replaced.unlinked() {
         // Not a leaf after all: the general path tears its table down.
         kernel::warn_on!(true);
-        handle_changed_for_good(lock, sptep.sp(), gfn, replaced, new, level);
+        handle_changed_for_good(lock, sp, gfn, replaced, new, level);
     } else {
-        trace::spte_changed(sptep.sp().as_id(), gfn, level, old, new);
+        trace::spte_changed(sp.as_id(), gfn, level, replaced.old(), new);
         zaps.per_level[level.index()] += 1;
     }
-    walk.set_old_spte(old);
 }
 
 /// Set the SPTE under `walk` to `new` with `mmu_lock` held in either mode.

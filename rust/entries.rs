@@ -11,12 +11,13 @@
 //! taken back by `uninit`, here and nowhere else.
 
 use core::ffi::c_int;
+use core::ptr::NonNull;
 
 use kernel::{bindings, prelude::*};
 
 use crate::kvm::{
-    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuRead, MmuWrite, NoGuestEntry, RootRef, RootTypes,
-    ScheduledZaps, Vcpu,
+    CallerRcu, Fault, GfnRange, Kvm, Memslot, MmuLocked, MmuRead, MmuWrite, NewVm, NoGuestEntry,
+    RootRef, RootTypes, ScheduledZaps, Vcpu,
 };
 use crate::level::Level;
 use crate::spte::Spte;
@@ -82,12 +83,15 @@ extern "C" fn bind(_kvm: *mut bindings::kvm) -> bool {
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking of `kvm_mmu_init_tdp_mmu()`.
 unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
-    // SAFETY: a valid VM for the call.
-    let kvm = unsafe { Kvm::from_raw(kvm) };
-    match crate::vm::new_state(kvm) {
+    let Some(kvm) = NonNull::new(kvm) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: kvm.ko calls `init` once per VM, with a valid VM, before any
+    // other entry.
+    let vm = unsafe { NewVm::from_raw(kvm) };
+    match crate::vm::new_state(&vm) {
         Ok(state) => {
-            // SAFETY: `init` runs once per VM, before any other entry.
-            unsafe { kvm.set_state(state) };
+            let _bound: &Kvm = vm.bind(state);
             0
         }
         Err(e) => e.to_errno(),
@@ -99,14 +103,16 @@ unsafe extern "C" fn init(kvm: *mut bindings::kvm) -> c_int {
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking of `kvm_mmu_uninit_tdp_mmu()`.
 unsafe extern "C" fn uninit(kvm: *mut bindings::kvm) {
-    // SAFETY: a valid VM for the call.
+    // SAFETY: a VM bound to kvm_rtdp, after its init entry and before its
+    // uninit entry (the module doc).
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: the VM is being destroyed: no other task uses it.
     let zaps = unsafe { ScheduledZaps::assume(kvm) };
-    crate::roots::uninit(kvm, zaps);
+    crate::zap::uninit(kvm, zaps);
     // SAFETY: `uninit` runs once per VM, after every other entry has
-    // returned; nothing borrows the state any more.
-    let state = unsafe { kvm.take_state() };
+    // returned; nothing borrows the state any more, and `kvm` is not used
+    // after this.
+    let state = unsafe { kvm.unbind() };
     crate::vm::drop_state(state);
 }
 
@@ -124,7 +130,8 @@ unsafe extern "C" fn alloc_root(vcpu: *mut bindings::kvm_vcpu, mirror: bool) {
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking of `kvm_tdp_mmu_put_root()`.
 unsafe extern "C" fn put_root(kvm: *mut bindings::kvm, root: *mut bindings::kvm_mmu_page) {
-    // SAFETY: a valid VM for the call.
+    // SAFETY: a VM bound to kvm_rtdp, after its init entry and before its
+    // uninit entry (the module doc).
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: `root` is a root of `kvm` and the caller gives up the
     // reference it owns.
@@ -139,7 +146,7 @@ unsafe extern "C" fn invalidate_roots(
     kvm: *mut bindings::kvm,
     types: bindings::kvm_tdp_mmu_root_types,
 ) {
-    // SAFETY: a valid VM; `kvm_mmu_zap_all_fast()` holds mmu_lock for write.
+    // SAFETY: a bound VM (the module doc); `kvm_mmu_zap_all_fast()` holds mmu_lock for write.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
     let lock = unsafe { MmuWrite::assume(kvm) };
@@ -151,16 +158,16 @@ unsafe extern "C" fn invalidate_roots(
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking of `kvm_tdp_mmu_zap_invalidated_roots()`.
 unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool) {
-    // SAFETY: a valid VM, called without mmu_lock.
+    // SAFETY: a bound VM (the module doc), called without mmu_lock.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: kvm.ko's callers hold `slots_lock`, so this is the only task
     // taking the VM's scheduled zaps (kvm.ko's uninit, the other caller in
     // C, is replaced by ours).
     let zaps = unsafe { ScheduledZaps::assume(kvm) };
     if shared {
-        crate::roots::zap_invalidated_roots(kvm, &mut kvm.read_lock_mmu(), &zaps);
+        crate::zap::zap_invalidated_roots(kvm, &mut kvm.read_lock_mmu(), &zaps);
     } else {
-        crate::roots::zap_invalidated_roots(kvm, &mut kvm.write_lock_mmu(), &zaps);
+        crate::zap::zap_invalidated_roots(kvm, &mut kvm.write_lock_mmu(), &zaps);
     }
 }
 
@@ -169,7 +176,7 @@ unsafe extern "C" fn zap_invalidated_roots(kvm: *mut bindings::kvm, shared: bool
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking of `kvm_tdp_mmu_zap_all()`.
 unsafe extern "C" fn zap_all(kvm: *mut bindings::kvm) {
-    // SAFETY: a valid VM; kvm.ko holds mmu_lock for write.
+    // SAFETY: a bound VM (the module doc); kvm.ko holds mmu_lock for write.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
     let mut lock = unsafe { MmuWrite::assume(kvm) };
@@ -184,7 +191,7 @@ unsafe extern "C" fn zap_all(kvm: *mut bindings::kvm) {
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking of `kvm_tdp_mmu_zap_leafs()`.
 unsafe extern "C" fn zap_leafs(kvm: *mut bindings::kvm, start: u64, end: u64, flush: bool) -> bool {
-    // SAFETY: a valid VM; kvm.ko holds mmu_lock for write.
+    // SAFETY: a bound VM (the module doc); kvm.ko holds mmu_lock for write.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
     let mut lock = unsafe { MmuWrite::assume(kvm) };
@@ -200,7 +207,7 @@ unsafe extern "C" fn unmap_gfn_range(
     range: *mut bindings::kvm_gfn_range,
     flush: bool,
 ) -> bool {
-    // SAFETY: a valid VM and range; kvm.ko holds mmu_lock for write.
+    // SAFETY: a bound VM (the module doc) and range; kvm.ko holds mmu_lock for write.
     let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
     // SAFETY: as above.
     let mut lock = unsafe { MmuWrite::assume(kvm) };
@@ -275,8 +282,10 @@ unsafe extern "C" fn fast_pf_get_last_sptep(
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking its `invalidate_start` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_start(kvm: *mut bindings::kvm) {
-    // SAFETY: a valid VM; mmu_lock held for write.
-    crate::retry::start(unsafe { Kvm::from_raw(kvm) });
+    // SAFETY: kvm.ko passes a bound VM (the module doc) and holds its mmu_lock for write
+    // around the hook (kvm_mmu_invalidate_begin()).
+    let lock = unsafe { MmuWrite::assume(Kvm::from_raw(kvm)) };
+    crate::retry::start(&lock);
 }
 
 /// # Safety
@@ -284,8 +293,10 @@ unsafe extern "C" fn invalidate_start(kvm: *mut bindings::kvm) {
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking its `invalidate_range_add` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_range_add(kvm: *mut bindings::kvm, start: u64, end: u64) {
-    // SAFETY: a valid VM; mmu_lock held for write.
-    crate::retry::range_add(unsafe { Kvm::from_raw(kvm) }, start, end);
+    // SAFETY: kvm.ko passes a bound VM (the module doc) and holds its mmu_lock for write
+    // around the hook (kvm_mmu_invalidate_range_add()).
+    let lock = unsafe { MmuWrite::assume(Kvm::from_raw(kvm)) };
+    crate::retry::range_add(&lock, start, end);
 }
 
 /// # Safety
@@ -293,8 +304,10 @@ unsafe extern "C" fn invalidate_range_add(kvm: *mut bindings::kvm, start: u64, e
 /// Called by kvm.ko through the ops table, with the arguments and the
 /// locking its `invalidate_end` hook documents (`kvm_tdp_mmu_provider.h`).
 unsafe extern "C" fn invalidate_end(kvm: *mut bindings::kvm) {
-    // SAFETY: a valid VM; mmu_lock held for write.
-    crate::retry::end(unsafe { Kvm::from_raw(kvm) });
+    // SAFETY: kvm.ko passes a bound VM (the module doc) and holds its mmu_lock for write
+    // around the hook (kvm_mmu_invalidate_end()).
+    let lock = unsafe { MmuWrite::assume(Kvm::from_raw(kvm)) };
+    crate::retry::end(&lock);
 }
 
 /// # Safety
@@ -307,8 +320,15 @@ unsafe extern "C" fn invalidate_retry_gfn(
     gfn: u64,
     locked: bool,
 ) -> bool {
-    // SAFETY: a valid VM.
-    crate::retry::must_retry(unsafe { Kvm::from_raw(kvm) }, mmu_seq as u64, gfn, locked)
+    // SAFETY: kvm.ko passes a bound VM (the module doc).
+    let kvm = unsafe { Kvm::from_raw(kvm) };
+    if !locked {
+        return crate::retry::may_retry(kvm, mmu_seq as u64, gfn);
+    }
+    // SAFETY: with @locked, kvm.ko holds the VM's mmu_lock (for read from
+    // the TDP MMU's fault path, for write from the shadow MMU's).
+    let lock = unsafe { MmuLocked::assume(kvm) };
+    crate::retry::must_retry(&lock, mmu_seq as u64, gfn)
 }
 
 /// # Safety
@@ -328,14 +348,17 @@ unsafe extern "C" fn zap_possible_nx_huge_page(
     kvm: *mut bindings::kvm,
     sp: *mut bindings::kvm_mmu_page,
 ) -> bool {
-    // SAFETY: a valid VM; kvm.ko's NX recovery holds mmu_lock for read.
+    // SAFETY: a bound VM (the module doc); kvm.ko's NX recovery holds mmu_lock for read.
     let kvm = unsafe { Kvm::from_raw(kvm) };
     // SAFETY: as above.
     let lock = unsafe { MmuRead::assume(kvm) };
-    // SAFETY: `sp` is on the possible-NX-huge-page list, which kvm.ko read
-    // under the pages lock, and mmu_lock held for read keeps it from being
-    // freed until the lock is released.
-    let sp = unsafe { lock.sp_from_raw(sp) };
+    // SAFETY: kvm.ko's NX recovery holds rcu_read_lock() around the call
+    // (kvm_recover_nx_huge_pages()).
+    let rcu = unsafe { CallerRcu::assume() };
+    // SAFETY: kvm.ko took `sp` off the possible-NX-huge-page list under the
+    // pages lock within that section; it is freed only a grace period after
+    // a removal, so not before the section ends.
+    let sp = unsafe { rcu.sp_from_raw(sp) };
     crate::zap::zap_possible_nx_huge_page(kvm, &lock, sp)
 }
 
@@ -347,7 +370,7 @@ unsafe extern "C" fn age_gfn_range(
     kvm: *mut bindings::kvm,
     range: *mut bindings::kvm_gfn_range,
 ) -> bool {
-    // SAFETY: a valid VM and range; aging runs without mmu_lock.
+    // SAFETY: a bound VM (the module doc) and range; aging runs without mmu_lock.
     let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
     crate::age::age(kvm, range, crate::age::Aging::Clear)
 }
@@ -360,7 +383,7 @@ unsafe extern "C" fn test_age_gfn(
     kvm: *mut bindings::kvm,
     range: *mut bindings::kvm_gfn_range,
 ) -> bool {
-    // SAFETY: a valid VM and range; aging runs without mmu_lock.
+    // SAFETY: a bound VM (the module doc) and range; aging runs without mmu_lock.
     let (kvm, range) = unsafe { (Kvm::from_raw(kvm), GfnRange::from_raw(range)) };
     crate::age::age(kvm, range, crate::age::Aging::Test)
 }
@@ -374,7 +397,7 @@ unsafe extern "C" fn wrprot_slot(
     slot: *const bindings::kvm_memory_slot,
     min_level: c_int,
 ) -> bool {
-    // SAFETY: a valid VM and memslot; mmu_lock held for read.
+    // SAFETY: a bound VM (the module doc) and memslot; mmu_lock held for read.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
     let Some(min_level) = leaf_level(min_level) else {
         return false;
@@ -392,7 +415,7 @@ unsafe extern "C" fn clear_dirty_slot(
     kvm: *mut bindings::kvm,
     slot: *const bindings::kvm_memory_slot,
 ) {
-    // SAFETY: a valid VM and memslot; mmu_lock held for read.
+    // SAFETY: a bound VM (the module doc) and memslot; mmu_lock held for read.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
     // SAFETY: as above.
     let mut lock = unsafe { MmuRead::assume(kvm) };
@@ -410,7 +433,7 @@ unsafe extern "C" fn clear_dirty_pt_masked(
     mask: usize,
     wrprot: bool,
 ) {
-    // SAFETY: a valid VM and memslot; mmu_lock held for write.
+    // SAFETY: a bound VM (the module doc) and memslot; mmu_lock held for write.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
     // SAFETY: as above.
     let lock = unsafe { MmuWrite::assume(kvm) };
@@ -427,7 +450,7 @@ unsafe extern "C" fn write_protect_gfn(
     gfn: u64,
     min_level: c_int,
 ) -> bool {
-    // SAFETY: a valid VM and memslot; mmu_lock held for write.
+    // SAFETY: a bound VM (the module doc) and memslot; mmu_lock held for write.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot)) };
     let Some(min_level) = leaf_level(min_level) else {
         return false;
@@ -445,7 +468,7 @@ unsafe extern "C" fn recover_huge_pages(
     kvm: *mut bindings::kvm,
     slot: *const bindings::kvm_memory_slot,
 ) {
-    // SAFETY: a valid VM and memslot; mmu_lock held for read.
+    // SAFETY: a bound VM (the module doc) and memslot; mmu_lock held for read.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
     // SAFETY: as above.
     let mut lock = unsafe { MmuRead::assume(kvm) };
@@ -464,7 +487,7 @@ unsafe extern "C" fn try_split_huge_pages(
     target_level: c_int,
     shared: bool,
 ) {
-    // SAFETY: a valid VM and memslot; mmu_lock held for read if `shared`,
+    // SAFETY: a bound VM (the module doc) and memslot; mmu_lock held for read if `shared`,
     // else for write.
     let (kvm, slot) = unsafe { (Kvm::from_raw(kvm), Memslot::from_raw(slot.cast_mut())) };
     let Some(target_level) = leaf_level(target_level) else {

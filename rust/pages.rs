@@ -31,7 +31,7 @@ pub(crate) fn linked(kvm: &Kvm, sp: Sp<'_>, nx_disallowed: bool, req_level: Leve
         let pages = kvm.lock_pages();
         // A racing zap may have removed the table already and cleared the
         // flag (see `unlinked`); then it must not go on the list.
-        if sp.nx_huge_page_disallowed() {
+        if sp.nx_huge_page_disallowed(&pages) {
             pages.track_possible_nx_huge_page(sp);
         }
     }
@@ -40,9 +40,13 @@ pub(crate) fn linked(kvm: &Kvm, sp: Sp<'_>, nx_disallowed: bool, req_level: Leve
 /// `sp`'s table was removed from the tree.
 pub(crate) fn unlinked(kvm: &Kvm, sp: Sp<'_>) {
     sp.account(kvm, false);
-    if !sp.nx_huge_page_disallowed() {
+    // Most tables were never on the list: no lock for them.
+    if !sp.may_be_nx_huge_page_disallowed() {
         return;
     }
+    // kvm.ko's NX recovery (under mmu_lock for read, as this zap may be)
+    // may have taken the page off the list since: untracking is then a
+    // no-op (`list_del_init()` and a `list_empty()` check).
     let pages = kvm.lock_pages();
     sp.set_nx_huge_page_disallowed(&pages, false);
     pages.untrack_possible_nx_huge_page(sp);

@@ -16,36 +16,41 @@
 #![deny(unsafe_code)]
 
 use crate::invalidations::Retry;
-use crate::kvm::Kvm;
+use crate::kvm::{Kvm, MmuHeld, MmuLocked, MmuWrite};
 use crate::stats::Counter;
 
-/// `kvm_mmu_invalidate_start()` ran, `mmu_lock` held for write.
-pub(crate) fn start(kvm: &Kvm) {
+/// `kvm_mmu_invalidate_start()` ran.
+pub(crate) fn start(lock: &MmuWrite<'_>) {
+    let kvm = lock.kvm();
     kvm.state().invalidations.start(kvm.invalidate_seq());
 }
 
-/// `kvm_mmu_invalidate_range_add()` ran, `mmu_lock` held for write.
-pub(crate) fn range_add(kvm: &Kvm, start: u64, end: u64) {
-    kvm.state().invalidations.add(start, end);
+/// `kvm_mmu_invalidate_range_add()` ran.
+pub(crate) fn range_add(lock: &MmuWrite<'_>, start: u64, end: u64) {
+    lock.kvm().state().invalidations.add(start, end);
 }
 
-/// `kvm_mmu_invalidate_end()` ran, `mmu_lock` held for write.
-pub(crate) fn end(kvm: &Kvm) {
-    kvm.state().invalidations.end();
+/// `kvm_mmu_invalidate_end()` ran.
+pub(crate) fn end(lock: &MmuWrite<'_>) {
+    lock.kvm().state().invalidations.end();
+}
+
+/// The lockless pre-check of a fault on `gfn` that looked up its pfn at
+/// sequence `mmu_seq`: whether it will likely have to retry. Racy reads
+/// may err either way; the fault asks [`must_retry`] again under the lock.
+pub(crate) fn may_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64) -> bool {
+    let inv = &kvm.state().invalidations;
+    inv.must_retry(gfn, mmu_seq, kvm.invalidate_seq()) != Retry::No
 }
 
 /// Whether a fault on `gfn` that looked up its pfn at sequence `mmu_seq`
-/// must retry. `locked`: `mmu_lock` is held and the answer is final;
-/// otherwise this is a pre-check that may err either way.
-pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> bool {
+/// must retry: the final answer, `mmu_lock` held.
+pub(crate) fn must_retry(lock: &MmuLocked<'_>, mmu_seq: u64, gfn: u64) -> bool {
+    let kvm = lock.kvm();
     let state = kvm.state();
     let inv = &state.invalidations;
     let current = kvm.invalidate_seq();
     let answer = inv.must_retry(gfn, mmu_seq, current);
-    if !locked {
-        // Racy reads may err either way; the fault checks again locked.
-        return answer != Retry::No;
-    }
     state.count(Counter::RetryChecks);
     match answer {
         Retry::InRange => {
@@ -57,7 +62,8 @@ pub(crate) fn must_retry(kvm: &Kvm, mmu_seq: u64, gfn: u64, locked: bool) -> boo
             true
         }
         Retry::No => {
-            if current != mmu_seq || (inv.in_progress() && kvm.invalidate_union_contains(gfn)) {
+            if current != mmu_seq || (inv.in_progress() && kvm.invalidate_union_contains(lock, gfn))
+            {
                 // Upstream's widened range or sequence check would retry.
                 state.count(Counter::RetriesAvoided);
             }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Roots: finding and sharing them, invalidation and deferred zapping.
+//! Roots: finding and sharing them, and invalidating them. Their teardown
+//! (zapping invalidated roots, the VM's end) is `crate::zap`'s.
 //!
 //! # Invariants
 //!
@@ -19,8 +20,7 @@
 
 use kernel::sync::rcu;
 
-use crate::kvm::{Kvm, MmuHeld, MmuWrite, RootRef, RootTypes, ScheduledZaps, Sp, Vcpu};
-use crate::zap;
+use crate::kvm::{Kvm, ListedRoot, MmuHeld, MmuWrite, RootRef, RootTypes, Sp, Vcpu};
 
 /// Whether `root` is of one of the `types` (`tdp_mmu_root_match()`).
 pub(crate) fn matches(root: Sp<'_>, types: RootTypes) -> bool {
@@ -42,13 +42,13 @@ pub(crate) fn matches(root: Sp<'_>, types: RootTypes) -> bool {
 /// list: its lifetime is a reference's.
 fn find_root<'k>(
     kvm: &'k Kvm,
-    from: Option<Sp<'_>>,
+    from: Option<ListedRoot<'_>>,
     mut wanted: impl FnMut(Sp<'_>) -> bool,
 ) -> Option<RootRef<'k>> {
     let guard = rcu::read_lock();
     let mut pos = from;
     while let Some(root) = kvm.next_root_rcu(&guard, pos) {
-        if wanted(root) {
+        if wanted(root.sp()) {
             if let Some(held) = RootRef::try_get(kvm, root) {
                 return Some(held);
             }
@@ -83,7 +83,7 @@ impl<'k> Roots<'k> {
     /// `tdp_mmu_next_root()` asserts).
     pub(crate) fn next(&mut self, _lock: &impl MmuHeld) -> Option<Sp<'_>> {
         let (types, as_id) = (self.types, self.as_id);
-        let next = find_root(self.kvm, self.held.as_ref().map(RootRef::sp), |root| {
+        let next = find_root(self.kvm, self.held.as_ref().map(RootRef::listed), |root| {
             matches(root, types) && as_id.is_none_or(|id| id == root.as_id())
         });
         // Puts the reference to the previous root, which the search
@@ -98,8 +98,8 @@ impl<'k> Roots<'k> {
 /// and no root can be freed under that lock, and `f` cannot yield it.
 pub(crate) fn for_each_valid_locked(lock: &MmuWrite<'_>, as_id: i32, mut f: impl FnMut(Sp<'_>)) {
     lock.for_each_root(|root| {
-        if matches(root, RootTypes::DIRECT) && root.as_id() == as_id {
-            f(root);
+        if matches(root.sp(), RootTypes::DIRECT) && root.as_id() == as_id {
+            f(root.sp());
         }
     });
 }
@@ -144,36 +144,8 @@ pub(crate) fn invalidate_roots(lock: &MmuWrite<'_>, types: RootTypes) {
         types
     };
     lock.for_each_root(|root| {
-        if matches(root, types) {
+        if matches(root.sp(), types) {
             root.invalidate(lock);
         }
     });
-}
-
-/// Zap every root scheduled by [`invalidate_roots`] and put the TDP MMU's
-/// reference to it.
-pub(crate) fn zap_invalidated_roots(kvm: &Kvm, lock: &mut impl MmuHeld, zaps: &ScheduledZaps<'_>) {
-    let mut roots = Roots::new(kvm, RootTypes::ALL, None);
-    while let Some(root) = roots.next(lock) {
-        let Some(tdp_mmu_ref) = root.take_scheduled_zap(zaps, lock) else {
-            continue;
-        };
-        kernel::warn_on!(!root.is_invalid());
-        // No TLB flush: a vCPU flushes its TLB when it loads a new root.
-        zap::zap_root(kvm, lock, root);
-        // Only now: notifiers must reach the root while it is being zapped.
-        drop(tdp_mmu_ref);
-    }
-}
-
-/// Tear down a VM's TDP MMU: every root zapped, and every removed table
-/// freed.
-pub(crate) fn uninit(kvm: &Kvm, zaps: ScheduledZaps<'_>) {
-    {
-        let mut lock = kvm.write_lock_mmu();
-        invalidate_roots(&lock, RootTypes::VALID);
-        zap_invalidated_roots(kvm, &mut lock, &zaps);
-    }
-    kernel::warn_on!(!kvm.roots_empty());
-    kvm.state().reclaim.drain();
 }

@@ -12,7 +12,7 @@ use kernel::str::CString;
 use kernel::sync::Arc;
 
 use crate::invalidations::Invalidations;
-use crate::kvm::{ExternalTable, Kvm, Reclaimer, VmDebugfs, VmState};
+use crate::kvm::{ExternalTable, NewVm, Reclaimer, VmDebugfs, VmState};
 use crate::stats::{Counter, Stats};
 
 /// VMs given state so far, to name their debugfs directories.
@@ -20,7 +20,7 @@ static VMS: AtomicU64 = AtomicU64::new(0);
 
 /// A new VM's state, with its debugfs directory `kvm_rtdp/<pid>-<n>/` (n
 /// counts VMs since the module was loaded).
-pub(crate) fn new_state(kvm: &Kvm) -> Result<KBox<VmState>> {
+pub(crate) fn new_state(kvm: &NewVm<'_>) -> Result<KBox<VmState>> {
     let stats = Arc::new(Stats::default(), GFP_KERNEL)?;
     let reclaim = Arc::pin_init(Reclaimer::new(crate::rcu_budget()), GFP_KERNEL)?;
     let n = VMS.fetch_add(1, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Zapping: removing mappings, leaf by leaf or whole roots.
+//! Zapping: removing mappings, leaf by leaf or whole roots, and the
+//! teardown of invalidated roots and of the VM's TDP MMU.
 //!
 //! TLB flushes are batched: a zap reports whether one is needed and the
 //! caller flushes once, before it drops `mmu_lock` (or the zap flushes
@@ -11,10 +12,11 @@
 
 use crate::changes::{self, LeafZaps};
 use crate::kvm::{
-    max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, NoGuestEntry, RootTypes, Sp, Walk,
+    max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, NoGuestEntry, RootTypes,
+    ScheduledZaps, Sp, Walk,
 };
 use crate::level::Level;
-use crate::roots::Roots;
+use crate::roots::{self, Roots};
 use crate::spte::{Spte, NONPRESENT};
 use crate::stats::Counter;
 
@@ -231,4 +233,32 @@ pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, lock: &MmuRead<'_>, sp: Sp<'_
             false
         }
     }
+}
+
+/// Zap every root scheduled by [`roots::invalidate_roots`] and put the
+/// TDP MMU's reference to it.
+pub(crate) fn zap_invalidated_roots(kvm: &Kvm, lock: &mut impl MmuHeld, zaps: &ScheduledZaps<'_>) {
+    let mut roots = Roots::new(kvm, RootTypes::ALL, None);
+    while let Some(root) = roots.next(lock) {
+        let Some(tdp_mmu_ref) = root.take_scheduled_zap(zaps, lock) else {
+            continue;
+        };
+        kernel::warn_on!(!root.is_invalid());
+        // No TLB flush: a vCPU flushes its TLB when it loads a new root.
+        zap_root(kvm, lock, root);
+        // Only now: notifiers must reach the root while it is being zapped.
+        drop(tdp_mmu_ref);
+    }
+}
+
+/// Tear down a VM's TDP MMU: every root zapped, and every removed table
+/// freed.
+pub(crate) fn uninit(kvm: &Kvm, zaps: ScheduledZaps<'_>) {
+    {
+        let mut lock = kvm.write_lock_mmu();
+        roots::invalidate_roots(&lock, RootTypes::VALID);
+        zap_invalidated_roots(kvm, &mut lock, &zaps);
+    }
+    kernel::warn_on!(!kvm.roots_empty());
+    kvm.state().reclaim.drain();
 }

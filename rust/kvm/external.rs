@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::error::code::EBUSY;
 
-use super::{Kvm, Sp};
+use super::{NewVm, RemovedSp};
 use crate::level::Level;
 use crate::mirror::{External, Refusal};
 use crate::spte::Spte;
@@ -37,14 +37,15 @@ unsafe impl Sync for ExternalTable {}
 impl ExternalTable {
     /// The external page table of `kvm`, if it has one; for the `init`
     /// entry (kvm.ko takes a reference to the table's module).
-    pub(crate) fn of(kvm: &Kvm) -> Option<Self> {
-        // SAFETY: a VM being initialized.
+    pub(crate) fn of(kvm: &NewVm<'_>) -> Option<Self> {
+        // SAFETY: a VM being initialized (`NewVm`'s invariant).
         let ops = unsafe { bindings::kvm_tdp_mmu_provider_get_external(kvm.raw()) };
         // INVARIANT: released in `drop`, which the VM's `uninit` entry runs
         // before kvm.ko frees the VM.
         Some(ExternalTable {
             ops: NonNull::new(ops.cast_mut())?,
-            kvm: NonNull::from(kvm).cast(),
+            // SAFETY: a valid VM is not null.
+            kvm: unsafe { NonNull::new_unchecked(kvm.raw()) },
         })
     }
 }
@@ -68,12 +69,13 @@ impl External for ExternalTable {
 impl ExternalTable {
     /// Free the external twin of `table`, a removed table of a mirror root
     /// whose entries were all set non-present (TDX's `free_external_spt`).
-    pub(crate) fn free_spt(&self, table: Sp<'_>) {
+    pub(crate) fn free_spt(&self, table: &RemovedSp) {
         // SAFETY: the ops are alive (type invariant); `free_spt` may be
-        // NULL; `table` is a removed page that nobody links.
+        // NULL; `table` is a removed page that nobody links (`RemovedSp`'s
+        // invariant), not freed before the borrow ends.
         unsafe {
             if let Some(free) = (*self.ops.as_ptr()).free_spt {
-                free(self.kvm.as_ptr(), table.raw());
+                free(self.kvm.as_ptr(), table.sp().raw());
             }
         }
     }

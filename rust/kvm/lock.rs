@@ -191,6 +191,44 @@ token!(
     write_lock_mmu
 );
 
+/// `mmu_lock` held by kvm.ko's caller in a mode the entry point is not told
+/// (the retry check runs under the read lock from the TDP MMU's fault
+/// path and under the write lock from the shadow MMU's): enough to read
+/// what writers change only under the write lock, not to change SPTEs.
+///
+/// # Invariants
+///
+/// While the value lives, the current task holds `kvm.mmu_lock` in some
+/// mode.
+#[must_use = "the token only vouches for the lock while it lives"]
+pub(crate) struct MmuLocked<'a> {
+    kvm: &'a Kvm,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a> MmuLocked<'a> {
+    /// The lock that kvm.ko's caller holds around this entry point.
+    ///
+    /// # Safety
+    ///
+    /// The current task holds `kvm->mmu_lock`, for read or for write, and
+    /// keeps it at least as long as the token lives.
+    pub(crate) unsafe fn assume(kvm: &'a Kvm) -> Self {
+        kvm.mmu_lock().assert_held();
+        // INVARIANT: by the caller's guarantee.
+        MmuLocked {
+            kvm,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The VM whose lock is held.
+    #[inline]
+    pub(crate) fn kvm(&self) -> &'a Kvm {
+        self.kvm
+    }
+}
+
 impl Kvm {
     /// Whether another thread waits for `mmu_lock`.
     pub(crate) fn mmu_lock_contended(&self) -> bool {

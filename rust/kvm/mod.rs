@@ -57,33 +57,22 @@ mod walk;
 pub(crate) use debugfs::{DebugfsRoot, VmDebugfs};
 pub(crate) use external::ExternalTable;
 pub(crate) use fault::{Fault, PfResult};
-pub(crate) use lock::{MmuHeld, MmuRead, MmuWrite, PagesGuard};
+pub(crate) use lock::{MmuHeld, MmuLocked, MmuRead, MmuWrite, PagesGuard};
 pub(crate) use make_spte::{make_huge_spte, make_small_spte, max_gfn_exclusive};
 pub(crate) use memslot::{GfnRange, Memslot};
 pub(crate) use provider::ProviderRegistration;
 pub(crate) use rcu::CallerRcu;
 pub(crate) use rcu_free::Reclaimer;
-pub(crate) use root_list::{RootRef, RootTypes, ScheduledZaps};
+pub(crate) use root_list::{ListedRoot, RootRef, RootTypes, ScheduledZaps};
 pub(crate) use sp::{NewSp, RemovedSp, Sp};
 pub(crate) use table::{Replaced, Sptep, Table};
 pub(crate) use vcpu::{RootRole, Vcpu};
-pub(crate) use vm::{Kvm, NoGuestEntry};
+pub(crate) use vm::{Kvm, NewVm, NoGuestEntry};
 pub(crate) use vm_state::VmState;
 pub(crate) use walk::{last_on_path, Cursor, RcuWalk, Walk};
 
 /// `INVALID_PAGE`: no root.
 const INVALID_PAGE: u64 = !0;
-
-/// `refcount_read()`.
-///
-/// # Safety
-///
-/// `r` points to a live `refcount_t`.
-unsafe fn read_refcount(r: *const kernel::bindings::refcount_t) -> i32 {
-    // SAFETY: an aligned atomic_t of a live refcount, read once like
-    // atomic_read() does.
-    unsafe { core::ptr::read_volatile(&raw const (*r).refs.counter) }
-}
 
 /// A transparent wrapper of a C structure that kvm.ko passes by pointer,
 /// with `from_raw` (unsafe: the pointee must outlive the reference) and

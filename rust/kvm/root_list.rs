@@ -16,10 +16,12 @@
 //!   [`ScheduledZaps`] clears the flag outside the write lock.
 
 use core::marker::PhantomData;
+use core::ops::Deref;
 use core::ptr::NonNull;
 
 use kernel::bindings;
-use kernel::sync::rcu;
+use kernel::sync::atomic::Relaxed;
+use kernel::sync::{rcu, Refcount};
 
 use super::{Kvm, MmuHeld, MmuWrite, NewSp, PagesGuard, RemovedSp, Sp};
 
@@ -83,7 +85,57 @@ impl RootTypes {
     }
 }
 
+/// A root of a VM's root list, as a reader of the list found it: what the
+/// list's operations take back (the next root, a reference), so that no
+/// other page, nor another VM's root, reaches them.
+///
+/// # Invariants
+///
+/// `sp` was an entry of the root list of the VM `kvm` when it was read, and
+/// is alive for `'a` (what kept the list stable or its entries alive when
+/// it was read: RCU, the pages lock, the write lock, a reference).
+#[derive(Clone, Copy)]
+pub(crate) struct ListedRoot<'a> {
+    kvm: NonNull<Kvm>,
+    sp: Sp<'a>,
+}
+
+impl<'a> ListedRoot<'a> {
+    /// The root's page.
+    #[inline]
+    pub(crate) fn sp(self) -> Sp<'a> {
+        self.sp
+    }
+
+    fn of(self, kvm: &Kvm) -> bool {
+        core::ptr::eq(self.kvm.as_ptr(), kvm)
+    }
+}
+
+impl<'a> Deref for ListedRoot<'a> {
+    type Target = Sp<'a>;
+
+    #[inline]
+    fn deref(&self) -> &Sp<'a> {
+        &self.sp
+    }
+}
+
 impl Kvm {
+    /// `sp`, an entry of this VM's root list, alive for `'a`.
+    ///
+    /// # Safety
+    ///
+    /// `sp` is on the list (or was when an RCU reader read it) and alive
+    /// for `'a`.
+    unsafe fn listed<'a>(&self, sp: Sp<'a>) -> ListedRoot<'a> {
+        // INVARIANT: by the caller's guarantee.
+        ListedRoot {
+            kvm: NonNull::from(self),
+            sp,
+        }
+    }
+
     fn roots_head(&self) -> *mut bindings::list_head {
         // SAFETY: field address of a valid VM.
         unsafe { &raw mut (*self.arch()).tdp_mmu_roots }
@@ -95,12 +147,14 @@ impl Kvm {
     pub(crate) fn next_root_rcu<'g>(
         &self,
         _rcu: &'g rcu::Guard,
-        prev: Option<Sp<'g>>,
-    ) -> Option<Sp<'g>> {
+        prev: Option<ListedRoot<'g>>,
+    ) -> Option<ListedRoot<'g>> {
         let head = self.roots_head();
         let link = match prev {
-            // SAFETY: `prev` is a live kvm_mmu_page (its lifetime).
-            Some(sp) => unsafe { &raw mut (*sp.raw()).link },
+            Some(root) if kernel::warn_on!(!root.of(self)) => return None,
+            // SAFETY: `root` is a live root of this VM's list (`ListedRoot`'s
+            // invariant), whose `link` is a list entry.
+            Some(root) => unsafe { &raw mut (*root.raw()).link },
             None => head,
         };
         // SAFETY: `link` is a list_head of the RCU-protected root list, or
@@ -111,8 +165,9 @@ impl Kvm {
             return None;
         }
         // SAFETY: every entry of `tdp_mmu_roots` is the `link` of a
-        // kvm_mmu_page, freed only after a grace period once deleted.
-        Some(unsafe { Sp::from_link(next) })
+        // kvm_mmu_page, freed only after a grace period once deleted; it was
+        // on the list when read, inside the section `_rcu`.
+        Some(unsafe { self.listed(Sp::from_link(next)) })
     }
 
     /// Every root on the list.
@@ -121,16 +176,16 @@ impl Kvm {
     ///
     /// The list cannot change during the call, and its roots are not freed
     /// before `'a` ends.
-    unsafe fn for_each_root_stable<'a>(&'a self, mut f: impl FnMut(Sp<'a>)) {
+    unsafe fn for_each_root_stable<'a>(&'a self, mut f: impl FnMut(ListedRoot<'a>)) {
         let head = self.roots_head();
         // SAFETY: the list is stable (the caller's guarantee); every entry
-        // is the `link` of a kvm_mmu_page.
+        // is the `link` of a kvm_mmu_page, alive for `'a`.
         unsafe {
             let mut pos = (*head).next;
             while pos != head {
-                let sp = Sp::from_link(pos);
+                let root = self.listed(Sp::from_link(pos));
                 pos = (*pos).next;
-                f(sp);
+                f(root);
             }
         }
     }
@@ -147,7 +202,7 @@ impl MmuWrite<'_> {
     /// Every root on the list, without a reference: under the write lock
     /// the list cannot change and no root is freed, and `f` cannot yield
     /// the lock (that takes the token by `&mut`) while it holds one.
-    pub(crate) fn for_each_root(&self, f: impl FnMut(Sp<'_>)) {
+    pub(crate) fn for_each_root(&self, f: impl FnMut(ListedRoot<'_>)) {
         // SAFETY: see above; the roots borrow `self`.
         unsafe { self.kvm().for_each_root_stable(f) };
     }
@@ -157,7 +212,7 @@ impl<'k> PagesGuard<'k> {
     /// Every root on the list: list writers hold the pages lock, so the
     /// list cannot change under the guard, and a root is freed only after
     /// it was taken off the list and a grace period passed.
-    pub(crate) fn for_each_root(&self, f: impl FnMut(Sp<'_>)) {
+    pub(crate) fn for_each_root(&self, f: impl FnMut(ListedRoot<'_>)) {
         // SAFETY: see above; the roots borrow the guard.
         unsafe { self.kvm.for_each_root_stable(f) };
     }
@@ -166,8 +221,9 @@ impl<'k> PagesGuard<'k> {
     /// TDP MMU's reference and the one returned.
     pub(crate) fn add_root(&self, sp: NewSp) -> RootRef<'k> {
         let root = sp.publish();
-        // SAFETY: a valid refcount of a root nobody else sees yet.
-        unsafe { bindings::refcount_set(root_count(root), 2) };
+        // SAFETY: a TDP MMU page, which nobody else sees yet, allocated
+        // until its last reference is put.
+        unsafe { root_count(root) }.set(2);
         // SAFETY: the pages lock serializes list writers; `root` is not on
         // any list.
         unsafe { bindings::list_add_rcu(&raw mut (*root.as_ptr()).link, self.kvm.roots_head()) };
@@ -179,9 +235,17 @@ impl<'k> PagesGuard<'k> {
     }
 }
 
-fn root_count(root: NonNull<bindings::kvm_mmu_page>) -> *mut bindings::refcount_t {
-    // SAFETY: the union member of TDP MMU roots; only an address.
-    unsafe { &raw mut (*root.as_ptr()).__bindgen_anon_2.tdp_mmu_root_count }
+/// The reference count of `root` (`tdp_mmu_root_count`), as the kernel
+/// crate's [`Refcount`].
+///
+/// # Safety
+///
+/// `root` is a TDP MMU page that stays allocated for `'a` (the count is
+/// that of a shadow page's union; in TDP MMU pages only roots change it).
+unsafe fn root_count<'a>(root: NonNull<bindings::kvm_mmu_page>) -> &'a Refcount {
+    // SAFETY: a `refcount_t` of a live root (the caller's guarantee);
+    // `Refcount` is a transparent wrapper of one.
+    unsafe { &*(&raw mut (*root.as_ptr()).__bindgen_anon_2.tdp_mmu_root_count).cast::<Refcount>() }
 }
 
 /// A reference to a root, put when dropped; the last one frees the root
@@ -196,11 +260,17 @@ pub(crate) struct RootRef<'k> {
 }
 
 impl<'k> RootRef<'k> {
-    /// Take a reference to `root`, a root of `kvm`, unless its last one was
-    /// put.
-    pub(crate) fn try_get(kvm: &'k Kvm, root: Sp<'_>) -> Option<Self> {
-        // SAFETY: a valid refcount of a live root (`root`'s lifetime).
-        let got = unsafe { bindings::refcount_inc_not_zero(root_count(root.ptr())) };
+    /// Take a reference to `root`, a root of `kvm`'s list, unless its last
+    /// one was put.
+    pub(crate) fn try_get(kvm: &'k Kvm, root: ListedRoot<'_>) -> Option<Self> {
+        if kernel::warn_on!(!root.of(kvm)) {
+            return None;
+        }
+        // SAFETY: a live root (`ListedRoot`'s invariant).
+        let count = unsafe { root_count(root.ptr()) };
+        // 7.3's `Refcount` has no `inc_not_zero`.
+        // SAFETY: a valid `refcount_t`.
+        let got = unsafe { bindings::refcount_inc_not_zero(count.as_atomic().as_ptr().cast()) };
         // INVARIANT: the reference just taken.
         got.then_some(RootRef {
             kvm,
@@ -229,6 +299,13 @@ impl<'k> RootRef<'k> {
         unsafe { Sp::from_raw(self.root.as_ptr()) }
     }
 
+    /// The root, as an entry of the VM's list.
+    pub(crate) fn listed(&self) -> ListedRoot<'_> {
+        // SAFETY: a held root stays on its VM's list (module invariants)
+        // while `self` is borrowed.
+        unsafe { self.kvm.listed(self.sp()) }
+    }
+
     /// Give the reference to kvm.ko, which puts it with `put_root`.
     pub(crate) fn into_raw(self) -> NonNull<bindings::kvm_mmu_page> {
         let root = self.root;
@@ -240,7 +317,8 @@ impl<'k> RootRef<'k> {
 impl Drop for RootRef<'_> {
     fn drop(&mut self) {
         // SAFETY: this value owns a reference (type invariant).
-        if !unsafe { bindings::refcount_dec_and_test(root_count(self.root)) } {
+        // SAFETY: the root lives while this reference is held.
+        if !unsafe { root_count(self.root) }.dec_and_test() {
             return;
         }
         // SAFETY: the last reference is ours: nobody can take another (a
@@ -264,9 +342,12 @@ impl Drop for RootRef<'_> {
 }
 
 impl<'a> Sp<'a> {
-    /// Whether a root awaits its zap after invalidation.
-    pub(crate) fn scheduled_to_zap(self) -> bool {
-        // SAFETY: the union member of TDP MMU pages; protected by mmu_lock.
+    /// Whether a root awaits its zap after invalidation: set only under the
+    /// write lock, which `_lock` excludes or is.
+    fn scheduled_to_zap(self, _lock: &impl MmuHeld) -> bool {
+        // SAFETY: the union member of TDP MMU pages; its writers hold the
+        // write lock, or `ScheduledZaps` (`take_scheduled_zap`), the only
+        // caller.
         unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap }
     }
 
@@ -290,13 +371,13 @@ impl<'a> Sp<'a> {
     pub(crate) fn take_scheduled_zap<'k>(
         self,
         zaps: &ScheduledZaps<'k>,
-        _lock: &impl MmuHeld,
+        lock: &impl MmuHeld,
     ) -> Option<RootRef<'k>> {
         let kvm = zaps.kvm;
-        if !self.scheduled_to_zap() {
+        if !self.scheduled_to_zap(lock) {
             return None;
         }
-        // SAFETY: the flag is set only under the write lock, which `_lock`
+        // SAFETY: the flag is set only under the write lock, which `lock`
         // excludes or is, and cleared only by the holder of `zaps`, this
         // task (its type invariant).
         unsafe { (*self.raw()).__bindgen_anon_1.tdp_mmu_scheduled_root_to_zap = false };
@@ -310,7 +391,8 @@ impl<'a> Sp<'a> {
 
     /// References held on the root.
     pub(crate) fn root_refs(self) -> u32 {
-        // SAFETY: a valid refcount.
-        unsafe { super::read_refcount(root_count(self.ptr())) as u32 }
+        // SAFETY: a TDP MMU page alive for `'a`.
+        let count = unsafe { root_count(self.ptr()) };
+        count.as_atomic().load(Relaxed) as u32
     }
 }

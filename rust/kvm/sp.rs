@@ -12,7 +12,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::bindings;
 
@@ -133,19 +133,32 @@ impl<'a> Sp<'a> {
         unsafe { (*self.raw()).tdp_mmu_page }
     }
 
-    /// Whether the page is on the possible-NX-huge-page list or about to be
-    /// (`tdp_mmu_pages_lock`).
-    pub(crate) fn nx_huge_page_disallowed(self) -> bool {
-        // SAFETY: a plain field of a live page; the pages lock orders it
-        // where that matters.
-        unsafe { (*self.raw()).nx_huge_page_disallowed }
+    /// The page's `nx_huge_page_disallowed` flag, as one atomic byte: once
+    /// the page is linked, kvm.ko's NX recovery and the faults and zaps of
+    /// other tasks (all under `mmu_lock` for read) write it under the pages
+    /// lock while others may read it.
+    fn nx_flag(self) -> &'a AtomicBool {
+        // SAFETY: a `bool` field of a page alive for `'a`, of the size and
+        // alignment of an `AtomicBool`; every access from Rust is atomic.
+        unsafe { AtomicBool::from_ptr(&raw mut (*self.raw()).nx_huge_page_disallowed) }
     }
 
-    /// Set or clear [`Sp::nx_huge_page_disallowed`]; the caller holds the
-    /// pages lock (`crate::pages`).
+    /// Whether the page is on the possible-NX-huge-page list or about to be;
+    /// final while `_pages`, the pages lock, is held.
+    pub(crate) fn nx_huge_page_disallowed(self, _pages: &super::PagesGuard<'_>) -> bool {
+        self.nx_flag().load(Ordering::Relaxed)
+    }
+
+    /// [`Sp::nx_huge_page_disallowed`] without the pages lock: a hint,
+    /// which may change before the caller takes the lock.
+    pub(crate) fn may_be_nx_huge_page_disallowed(self) -> bool {
+        self.nx_flag().load(Ordering::Relaxed)
+    }
+
+    /// Set or clear [`Sp::nx_huge_page_disallowed`] under the pages lock
+    /// (`crate::pages`).
     pub(crate) fn set_nx_huge_page_disallowed(self, _pages: &super::PagesGuard<'_>, value: bool) {
-        // SAFETY: as in `nx_huge_page_disallowed`.
-        unsafe { (*self.raw()).nx_huge_page_disallowed = value };
+        self.nx_flag().store(value, Ordering::Relaxed);
     }
 
     /// Account the page as a linked (`true`) or unlinked page-table page.
@@ -185,15 +198,20 @@ impl<'a> Sp<'a> {
     }
 }
 
-impl super::MmuRead<'_> {
-    /// A page kvm.ko found on the possible-NX-huge-page list.
+impl super::CallerRcu {
+    /// A page kvm.ko found on the possible-NX-huge-page list inside the
+    /// RCU section this stands for; it lives as long as the section
+    /// (`mmu_lock` held for read does not keep it: other readers may remove
+    /// and queue it for freeing meanwhile).
     ///
     /// # Safety
     ///
-    /// `ptr` is a TDP MMU page of this VM that is not freed while the lock
-    /// is held (`mmu_lock` held for read keeps linked tables linked).
+    /// `ptr` is a TDP MMU page of the VM that was on the list, linked or
+    /// queued for freeing no earlier than this section began.
     pub(crate) unsafe fn sp_from_raw(&self, ptr: *mut bindings::kvm_mmu_page) -> Sp<'_> {
-        // SAFETY: the caller's guarantee, for as long as `self` is borrowed.
+        // SAFETY: TDP MMU pages are freed a grace period after their
+        // removal, which cannot end while the section `self` stands for is
+        // held, and `self` is borrowed for the returned lifetime.
         unsafe { Sp::from_raw(ptr) }
     }
 }

@@ -102,12 +102,38 @@ pub(crate) struct Sptep<'a> {
 /// The value an exchange replaced, and the table it unlinked, if any: a
 /// present non-leaf value replaced by one that does not link the same
 /// table.
+///
+/// # Invariants
+///
+/// Made only by this file, from the value an atomic operation on the SPTE
+/// returned (or, under the write lock, read before a store that nobody else
+/// could race): `old` was in memory, and `removed` is the table it linked,
+/// which that operation unlinked.
 #[must_use = "a replaced table must be torn down"]
 pub(crate) struct Replaced {
+    old: Spte,
+    removed: Option<RemovedSp>,
+}
+
+impl Replaced {
     /// The value replaced.
-    pub(crate) old: Spte,
-    /// The table `old` linked, if the exchange unlinked it.
-    pub(crate) removed: Option<RemovedSp>,
+    #[inline]
+    pub(crate) fn old(&self) -> Spte {
+        self.old
+    }
+
+    /// Whether the exchange unlinked a table.
+    #[inline]
+    pub(crate) fn unlinked(&self) -> bool {
+        self.removed.is_some()
+    }
+
+    /// The value replaced, and the table it unlinked, whose teardown is now
+    /// the caller's.
+    #[inline]
+    pub(crate) fn into_parts(self) -> (Spte, Option<RemovedSp>) {
+        (self.old, self.removed)
+    }
 }
 
 impl<'a> Sptep<'a> {
@@ -164,7 +190,8 @@ impl<'a> Sptep<'a> {
         Spte(self.cell().load(Ordering::Relaxed))
     }
 
-    /// What replacing `old` by `new` here unlinks.
+    /// What replacing `old` by `new` here unlinks; `old` is the value an
+    /// atomic operation or an unraced store under the write lock replaced.
     #[inline]
     fn replaced(self, old: Spte, new: Spte) -> Replaced {
         let unlinks = old.is_present()
@@ -172,9 +199,13 @@ impl<'a> Sptep<'a> {
             && (!new.is_present() || new.is_leaf(self.level) || new.pfn() != old.pfn());
         let removed = unlinks.then(|| {
             let table = super::direct_map::phys_to_virt(super::direct_map::table_address(old));
-            // SAFETY: `old` linked a table, which this exchange unlinked, so
-            // nothing links it now and only this thread knows; tables live
-            // until a grace period after they are removed.
+            // SAFETY: `old` is the value this SPTE held until the operation
+            // that called this replaced it (every caller passes the value
+            // the hardware exchange returned, or the one read under the
+            // write lock before a store nobody could race); it linked a
+            // table that `new` does not, so nothing links that table now
+            // and only this thread knows. Tables live until a grace period
+            // after they are removed.
             unsafe { RemovedSp::of_table(NonNull::new_unchecked(table)) }
         });
         Replaced { old, removed }
@@ -192,18 +223,36 @@ impl<'a> Sptep<'a> {
         }
     }
 
-    /// Store `new` over `old` holding `mmu_lock` for write: a plain store
-    /// unless the CPU or the fast page fault can set bits in the value
-    /// meanwhile. The value replaced differs from `old` only in such bits.
-    pub(crate) fn write(self, _lock: &MmuWrite<'_>, old: Spte, new: Spte) -> Replaced {
-        let old = if Self::needs_atomic_update(old, self.level) {
+    /// Store `new` holding `mmu_lock` for write, where the caller last read
+    /// `expected`: a plain store unless the CPU or the fast page fault can
+    /// set bits in the value meanwhile. What is unlinked comes from the
+    /// value actually replaced, never from `expected`: a caller's stale or
+    /// wrong value cannot free a table that is still linked. A value that
+    /// differs from `expected` in more than the bits others may set is a
+    /// bug of the caller, reported.
+    #[inline]
+    pub(crate) fn write(self, _lock: &MmuWrite<'_>, expected: Spte, new: Spte) -> Replaced {
+        // Under the write lock only the bits of a present leaf change
+        // behind our back (Accessed, Dirty, the fast page fault's Writable),
+        // so this value decides whether the store must be atomic.
+        let current = self.read();
+        let old = if Self::needs_atomic_update(current, self.level) {
             Spte(self.cell().swap(new.0, Ordering::SeqCst))
         } else {
-            // Nobody else writes the SPTE under the write lock.
+            // Nobody else writes the SPTE: `current` is what is replaced.
             self.cell().store(new.0, Ordering::Relaxed);
-            old
+            current
         };
+        kernel::warn_on!(self.linked(old) != self.linked(expected));
         self.replaced(old, new)
+    }
+
+    /// The physical address of the table `spte` links from here, if it is
+    /// a present non-leaf value.
+    #[inline]
+    fn linked(self, spte: Spte) -> Option<u64> {
+        (spte.is_present() && !spte.is_leaf(self.level))
+            .then(|| super::direct_map::table_address(spte))
     }
 
     /// Change `old` to `new` in three steps, holding `mmu_lock` for read:

@@ -6,14 +6,38 @@ use core::ptr::NonNull;
 
 use kernel::bindings;
 
-use super::{c_wrapper, Fault, Kvm, NewSp, RootRef, Sp, Sptep, INVALID_PAGE};
+use super::{Fault, Kvm, NewSp, RootRef, Sp, Sptep, INVALID_PAGE};
 use crate::spte::Spte;
 
-c_wrapper!(
-    /// A vCPU, `struct kvm_vcpu`.
-    Vcpu,
-    bindings::kvm_vcpu
-);
+/// A vCPU, `struct kvm_vcpu`, whose MMU code the current task runs.
+///
+/// # Invariants
+///
+/// For the lifetime of a `&Vcpu`, the current task runs the vCPU's MMU
+/// code (it holds `vcpu->mutex`, in `KVM_RUN` or a vCPU ioctl): its MMU
+/// roles and roots change only in this task, and the roots it references
+/// stay alive. `&Vcpu` is not `Send` (the wrapped C structure holds raw
+/// pointers), so it stays with that task.
+#[repr(transparent)]
+pub(crate) struct Vcpu(kernel::types::Opaque<bindings::kvm_vcpu>);
+
+impl Vcpu {
+    /// # Safety
+    ///
+    /// `ptr` is a vCPU whose MMU code the current task runs for all of
+    /// `'a`: kvm.ko calls the vCPU entries (`alloc_root`, `map`, the
+    /// lockless walks, `check_mmio_spte`) from the vCPU's own thread.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::kvm_vcpu) -> &'a Self {
+        // SAFETY: a transparent wrapper, valid for `'a` by the caller's
+        // guarantee.
+        // INVARIANT: by the caller's guarantee.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    pub(crate) fn raw(&self) -> *mut bindings::kvm_vcpu {
+        self.0.get()
+    }
+}
 
 impl Vcpu {
     /// The vCPU's index in its VM (`vcpu_idx`), fixed at creation.
@@ -46,10 +70,9 @@ impl Vcpu {
         unsafe { (*self.mmu()).root_role.__bindgen_anon_1.level() as i32 }
     }
 
-    /// The vCPU's current (direct) root.
-    ///
-    /// The vCPU's reference keeps it alive while the vCPU runs MMU code,
-    /// which `&self` stands for.
+    /// The vCPU's current (direct) root, alive for as long as `&self` (the
+    /// vCPU's reference holds it while this task runs the vCPU's MMU code:
+    /// the type invariant).
     pub(crate) fn root(&self) -> Option<Sp<'_>> {
         // SAFETY: `root.hpa` is the physical address of a TDP MMU root's
         // table, held by the vCPU's reference, or invalid.
@@ -58,8 +81,8 @@ impl Vcpu {
             return None;
         }
         let table = NonNull::new(super::direct_map::phys_to_virt(hpa))?;
-        // SAFETY: the table of a root the vCPU holds a reference to (see
-        // above).
+        // SAFETY: the table of a root the vCPU holds a reference to, which
+        // only this task could drop (type invariant).
         Some(unsafe { Sp::of_table(table) })
     }
 

@@ -3,21 +3,122 @@
 //! A VM, `struct kvm`: the fields and kvm.ko functions the TDP MMU uses.
 
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI64, Ordering};
 
 use kernel::bindings;
+use kernel::prelude::*;
 use kernel::sync::raw_rwlock::RawRwLock;
 
-use super::{c_wrapper, Sp};
+use super::vm_state::state_slot;
+use super::{MmuLocked, Sp, VmState};
 use crate::level::Level;
 use crate::mmio_gen::MmioMasks;
 use crate::spte::{Masks, Spte};
 
-c_wrapper!(
-    /// A VM, `struct kvm`.
-    Kvm,
-    bindings::kvm
-);
+/// A VM bound to kvm_rtdp, `struct kvm`, with its [`VmState`].
+///
+/// # Invariants
+///
+/// A `&Kvm` refers to a VM bound to kvm_rtdp whose `init` entry stored its
+/// state and whose `uninit` entry has not taken it back, for all of the
+/// reference's lifetime: [`Kvm::state`] needs no check. Only
+/// [`NewVm::bind`] and the `unsafe` [`Kvm::from_raw`] make one.
+#[repr(transparent)]
+pub(crate) struct Kvm(kernel::types::Opaque<bindings::kvm>);
+
+impl Kvm {
+    /// # Safety
+    ///
+    /// `ptr` is a VM bound to kvm_rtdp, between the return of its `init`
+    /// entry (which stored its state) and the start of its `uninit` entry,
+    /// for all of `'a`: kvm.ko calls the other entries only in that span,
+    /// and a vCPU lives only within it.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::kvm) -> &'a Self {
+        // SAFETY: a transparent wrapper, valid for `'a` by the caller's
+        // guarantee.
+        // INVARIANT: the state is set for `'a` by the caller's guarantee.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    pub(crate) fn raw(&self) -> *mut bindings::kvm {
+        self.0.get()
+    }
+}
+
+/// A VM whose `init` entry runs: not bound yet, without state, so it has
+/// none of [`Kvm`]'s methods; [`NewVm::bind`] turns it into a [`Kvm`].
+///
+/// # Invariants
+///
+/// `kvm` is a valid VM whose `init` entry is running in the current task;
+/// nothing has stored its state.
+pub(crate) struct NewVm<'a> {
+    kvm: NonNull<bindings::kvm>,
+    _life: PhantomData<&'a bindings::kvm>,
+}
+
+impl<'a> NewVm<'a> {
+    /// # Safety
+    ///
+    /// Called from the `init` entry of `ptr`, a valid VM for `'a`, once.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<bindings::kvm>) -> Self {
+        // INVARIANT: by the caller's guarantee.
+        NewVm {
+            kvm: ptr,
+            _life: PhantomData,
+        }
+    }
+
+    pub(super) fn raw(&self) -> *mut bindings::kvm {
+        self.kvm.as_ptr()
+    }
+
+    /// Whether the VM mirrors its private memory to an external page table
+    /// of the vendor (TDX).
+    pub(crate) fn has_mirrored_tdp(&self) -> bool {
+        is_tdx(self.raw())
+    }
+
+    /// The mode-dependent SPTE bits, as kvm.ko's vendor module set them
+    /// before any VM existed; read once per VM (`VmState::masks`).
+    pub(crate) fn masks(&self) -> Masks {
+        vendor_masks()
+    }
+
+    /// Store `state`: the VM is bound, and its [`Kvm`] handle usable, from
+    /// now until its `uninit` entry.
+    pub(crate) fn bind(self, state: KBox<VmState>) -> &'a Kvm {
+        // SAFETY: the `init` entry, once (type invariant): nothing else
+        // reads or writes the slot yet.
+        unsafe { *state_slot(self.raw()) = KBox::into_raw(state).cast() };
+        // SAFETY: the state is stored; kvm.ko calls the other entries only
+        // after `init` returns, and `uninit` last.
+        unsafe { Kvm::from_raw(self.raw()) }
+    }
+}
+
+/// Whether the VM `kvm` is a TDX VM.
+fn is_tdx(kvm: *mut bindings::kvm) -> bool {
+    // SAFETY: a valid VM (both callers' invariant); the type is set before
+    // the MMU is initialized and never changes.
+    u32::from(unsafe { (*kvm).arch.vm_type }) == bindings::KVM_X86_TDX_VM
+}
+
+/// The mode-dependent SPTE bits of the loaded vendor module.
+fn vendor_masks() -> Masks {
+    // SAFETY: read-mostly data that kvm.ko sets at vendor module load,
+    // before any VM exists.
+    unsafe {
+        Masks {
+            accessed: bindings::shadow_accessed_mask,
+            dirty: bindings::shadow_dirty_mask,
+            mmu_writable: bindings::shadow_mmu_writable_mask,
+            host_writable: bindings::shadow_host_writable_mask,
+            acc_track: bindings::shadow_acc_track_mask,
+        }
+    }
+}
 
 /// No vCPU of a VM enters the guest again: the VM is being destroyed, or
 /// its userspace VMM has exited (the MMU notifier's release), so that
@@ -90,9 +191,13 @@ impl Kvm {
         unsafe { core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_seq) as u64 }
     }
 
-    /// Whether kvm.ko's single widened invalidation range holds `gfn`.
-    pub(crate) fn invalidate_union_contains(&self, gfn: u64) -> bool {
-        // SAFETY: fields of a valid VM, read under mmu_lock.
+    /// Whether kvm.ko's single widened invalidation range holds `gfn`;
+    /// `_lock` keeps the two bounds from changing between the reads (they
+    /// change under the write lock only).
+    pub(crate) fn invalidate_union_contains(&self, _lock: &MmuLocked<'_>, gfn: u64) -> bool {
+        kernel::warn_on!(!core::ptr::eq(_lock.kvm(), self));
+        // SAFETY: fields of a valid VM; `_lock` is this VM's mmu_lock held,
+        // so no writer changes them meanwhile.
         let (start, end) = unsafe {
             (
                 core::ptr::read_volatile(&raw const (*self.raw()).mmu_invalidate_range_start),
@@ -125,9 +230,7 @@ impl Kvm {
     /// Whether the VM mirrors its private memory into an external page
     /// table (TDX).
     pub(crate) fn has_mirrored_tdp(&self) -> bool {
-        // SAFETY: the type is set before the MMU is initialized and never
-        // changes.
-        u32::from(unsafe { (*self.arch()).vm_type }) == bindings::KVM_X86_TDX_VM
+        is_tdx(self.raw())
     }
 
     /// Mark the VM bugged (`KVM_BUG_ON()`): its vCPUs stop running and
@@ -179,22 +282,6 @@ impl Kvm {
         // only changes atomically; it lives as long as the VM.
         let counter = unsafe { AtomicI64::from_ptr(&raw mut (*counter).counter) };
         counter.fetch_add(count.into(), Ordering::Relaxed);
-    }
-
-    /// The mode-dependent SPTE bits, as kvm.ko's vendor module set them
-    /// before any VM existed; read once per VM (`VmState::masks`).
-    pub(crate) fn masks(&self) -> Masks {
-        // SAFETY: read-mostly data that kvm.ko sets at vendor module load,
-        // before any VM exists.
-        unsafe {
-            Masks {
-                accessed: bindings::shadow_accessed_mask,
-                dirty: bindings::shadow_dirty_mask,
-                mmu_writable: bindings::shadow_mmu_writable_mask,
-                host_writable: bindings::shadow_host_writable_mask,
-                acc_track: bindings::shadow_acc_track_mask,
-            }
-        }
     }
 
     /// Whether dirty logging in the tree of `root` must write-protect

@@ -7,8 +7,10 @@
 //! A VM bound to kvm_rtdp has exactly one [`VmState`] from the moment its
 //! `init` entry stored it until its `uninit` entry takes it back; kvm.ko
 //! calls no other entry outside that span. Only `crate::entries` stores or
-//! takes it ([`Kvm::set_state`] and [`Kvm::take_state`] are `unsafe`).
+//! takes it: [`super::NewVm::bind`], from the only handle `init` has, and
+//! the `unsafe` [`Kvm::unbind`].
 
+use kernel::bindings;
 use kernel::cpu::CpuId;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -51,37 +53,27 @@ impl VmState {
     }
 }
 
+/// Where kvm.ko keeps a provider's per-VM data for `kvm`.
+pub(super) fn state_slot(kvm: *mut bindings::kvm) -> *mut *mut core::ffi::c_void {
+    // SAFETY: only a field address of a valid VM is computed (the callers
+    // hold one).
+    unsafe { &raw mut (*kvm).arch.tdp_mmu_provider_data }
+}
+
 impl Kvm {
-    fn state_slot(&self) -> *mut *mut core::ffi::c_void {
-        // SAFETY: field address of a valid VM.
-        unsafe { &raw mut (*self.arch()).tdp_mmu_provider_data }
-    }
-
-    /// Give the VM its state.
-    ///
-    /// # Safety
-    ///
-    /// Called from the `init` entry, before any other entry of the VM can
-    /// run, and only once.
-    pub(crate) unsafe fn set_state(&self, state: KBox<VmState>) {
-        // INVARIANT: the state is stored once, before the other entries.
-        // SAFETY: nothing else reads or writes the slot yet (the caller's
-        // guarantee).
-        unsafe { *self.state_slot() = KBox::into_raw(state).cast() };
-    }
-
-    /// Take the VM's state back.
+    /// Take the VM's state back: the VM is no longer bound.
     ///
     /// # Safety
     ///
     /// Called from the `uninit` entry, after every other entry of the VM
     /// has returned, and only once; nothing borrowed from [`Kvm::state`]
-    /// is live.
-    pub(crate) unsafe fn take_state(&self) -> KBox<VmState> {
+    /// is live, and `self` (like every other `&Kvm` of the VM) is not used
+    /// after the call.
+    pub(crate) unsafe fn unbind(&self) -> KBox<VmState> {
         // SAFETY: by the caller's guarantee nothing else uses the slot,
-        // which holds the box `set_state` stored (the type invariant).
+        // which holds the box `NewVm::bind` stored (`Kvm`'s invariant).
         unsafe {
-            let state = core::ptr::replace(self.state_slot(), core::ptr::null_mut());
+            let state = core::ptr::replace(state_slot(self.raw()), core::ptr::null_mut());
             KBox::from_raw(state.cast())
         }
     }
@@ -89,9 +81,8 @@ impl Kvm {
     /// The VM's state.
     #[inline]
     pub(crate) fn state(&self) -> &VmState {
-        // SAFETY: every entry but `init` and `uninit` runs between them,
-        // while the box lives (the type invariant); `&self` of such an
-        // entry does not outlive it.
-        unsafe { &*(*self.state_slot()).cast::<VmState>() }
+        // SAFETY: a `&Kvm` exists only while the state is stored (`Kvm`'s
+        // invariant), and `&self` does not outlive it.
+        unsafe { &*(*state_slot(self.raw())).cast::<VmState>() }
     }
 }

@@ -19,7 +19,7 @@ use kernel::sync::rcu;
 use super::rcu::RcuSection;
 use super::table::{KernelTables, RawTable};
 use super::vm::need_resched;
-use super::{Kvm, MmuHeld, Sp, Sptep, Table};
+use super::{Kvm, MmuHeld, MmuWrite, Replaced, Sp, Sptep, Table};
 use crate::iter::{self, TdpIter};
 use crate::level::{Level, SPTE_LEVEL_BITS};
 use crate::spte::Spte;
@@ -224,10 +224,23 @@ impl<'a> Walk<'a> {
         self.cursor.seek(want)
     }
 
-    /// Record a newer value of the current SPTE.
+    /// Read the current SPTE again, after a change of it failed.
     #[inline]
-    pub(crate) fn set_old_spte(&mut self, spte: Spte) {
+    pub(crate) fn reread(&mut self) {
+        let spte = self.cursor.sptep().read();
+        // INVARIANT: a value read from the walk's SPTE in its section.
         self.cursor.iter.set_old_spte(spte);
+    }
+
+    /// Store `new` in the current SPTE holding `mmu_lock` for write
+    /// ([`Sptep::write`]); the walk records the value replaced, as C's
+    /// `tdp_mmu_iter_set_spte()` does.
+    #[inline]
+    pub(crate) fn write(&mut self, lock: &MmuWrite<'_>, new: Spte) -> Replaced {
+        let replaced = self.cursor.sptep().write(lock, self.cursor.old_spte(), new);
+        // INVARIANT: the value the SPTE held until this store.
+        self.cursor.iter.set_old_spte(replaced.old());
+        replaced
     }
 
     /// A walk of the table `child`, reached by this walk, inside this walk's
