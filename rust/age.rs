@@ -14,8 +14,6 @@
 //! present and never touched. No TLB flush: the notifiers that age do not
 //! ask for one, and a stale TLB entry only makes a page look older.
 
-#![deny(unsafe_code)]
-
 use kernel::sync::rcu;
 
 use crate::kvm::{last_on_path, trace, GfnRange, Kvm, RcuWalk, RootTypes, Sptep};

@@ -17,8 +17,6 @@
 //!   after an RCU grace period: the exchange that unlinks it hands it over
 //!   as a [`RemovedSp`], whose only way out is that.
 
-#![deny(unsafe_code)]
-
 use core::convert::Infallible;
 
 use kernel::prelude::*;

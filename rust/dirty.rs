@@ -25,8 +25,6 @@
 //!
 //! [`Sptep::clear_bits`]: crate::kvm::Sptep::clear_bits
 
-#![deny(unsafe_code)]
-
 use crate::changes;
 use crate::dirty_log::GfnMask;
 use crate::kvm::{trace, Kvm, Memslot, MmuRead, MmuWrite, RootTypes, Sp, Walk};

@@ -7,8 +7,6 @@
 //! linked by compare-and-exchange; a fault that loses a race, or meets a
 //! frozen SPTE, returns [`PfResult::Retry`] and the vCPU faults again.
 
-#![deny(unsafe_code)]
-
 use crate::changes;
 use crate::huge_pages;
 use crate::kvm::{trace, Fault, MmuRead, PfResult, RootRole, Vcpu, Walk};

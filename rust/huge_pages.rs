@@ -16,8 +16,6 @@
 //!   freeze, see `crate::changes`), and flushes the slot's translations
 //!   once at the end of each root.
 
-#![deny(unsafe_code)]
-
 use kernel::prelude::*;
 
 use crate::changes::{self, Busy};

@@ -10,8 +10,9 @@
 //!
 //! Three layers: `crate::entries` turns the raw arguments of kvm.ko's calls
 //! into the types of `crate::kvm`, the boundary with kvm.ko (every `unsafe`
-//! block is in those two); the logic modules (`#![deny(unsafe_code)]`) are
-//! written in those types; the pure logic lives in `rust/core/src/`, one
+//! block is in those two); the logic modules, each declared below with
+//! `#[forbid(unsafe_code)]` (`scripts/unsafe-check.sh` fails the build check
+//! for a module declared without it), are written in those types; the pure logic lives in `rust/core/src/`, one
 //! file per concept, compiled both here and into the host crate `rtdp-core`
 //! for `cargo test`.
 
@@ -20,42 +21,66 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::prelude::*;
 
 #[path = "core/src/dirty_log.rs"]
+#[forbid(unsafe_code)]
 pub mod dirty_log;
 #[path = "core/src/freeze.rs"]
+#[forbid(unsafe_code)]
 pub mod freeze;
 #[path = "core/src/invalidations.rs"]
+#[forbid(unsafe_code)]
 pub mod invalidations;
 #[path = "core/src/iter.rs"]
+#[forbid(unsafe_code)]
 pub mod iter;
 #[path = "core/src/level.rs"]
+#[forbid(unsafe_code)]
 pub mod level;
 #[path = "core/src/mirror.rs"]
+#[forbid(unsafe_code)]
 pub mod mirror;
 #[path = "core/src/mmio_gen.rs"]
+#[forbid(unsafe_code)]
 pub mod mmio_gen;
 #[path = "core/src/reclaim.rs"]
+#[forbid(unsafe_code)]
 pub mod reclaim;
 #[path = "core/src/spte.rs"]
+#[forbid(unsafe_code)]
 pub mod spte;
 #[path = "core/src/stats.rs"]
+#[forbid(unsafe_code)]
 pub mod stats;
 
+#[forbid(unsafe_code)]
 mod age;
+#[forbid(unsafe_code)]
 mod changes;
 #[cfg(rtdp_compile_fail)]
+#[forbid(unsafe_code)]
 mod compile_fail;
+#[forbid(unsafe_code)]
 mod dirty;
 mod entries;
+#[forbid(unsafe_code)]
 mod fault;
+#[forbid(unsafe_code)]
 mod huge_pages;
 mod kvm;
+#[forbid(unsafe_code)]
 mod lockless;
+#[forbid(unsafe_code)]
 mod mmio;
+#[forbid(unsafe_code)]
 mod pages;
+#[forbid(unsafe_code)]
 mod retry;
+#[forbid(unsafe_code)]
 mod roots;
+#[forbid(unsafe_code)]
 mod tests;
+#[forbid(unsafe_code)]
 mod vm;
+#[forbid(unsafe_code)]
 mod zap;
 
 module! {

@@ -9,8 +9,6 @@
 //! than take one more. SPTEs may change meanwhile, so the values are
 //! snapshots.
 
-#![deny(unsafe_code)]
-
 use crate::kvm::{last_on_path, CallerRcu, RcuWalk, Sptep, Vcpu};
 use crate::level::Level;
 use crate::spte::Spte;

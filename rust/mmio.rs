@@ -15,8 +15,6 @@
 //! during an update carries a generation that the update moves past, so it
 //! never validates.
 
-#![deny(unsafe_code)]
-
 use crate::kvm::{trace, Sp, Vcpu};
 use crate::mmio_gen::{mmio_spte_is_current, MmioGen, GEN_UPDATE_IN_PROGRESS};
 use crate::spte::Spte;

@@ -17,8 +17,6 @@
 //!   `mmu_lock` for read link tables at once, and the list is shared with
 //!   kvm.ko's NX recovery. A page is on the list only while its flag is set.
 
-#![deny(unsafe_code)]
-
 use crate::kvm::{Kvm, Sp};
 use crate::level::Level;
 

@@ -13,8 +13,6 @@
 //! bumps), or an invalidation ended since then whose range is no longer
 //! known: [`Invalidations::must_retry`] has no false negatives.
 
-#![deny(unsafe_code)]
-
 use crate::invalidations::Retry;
 use crate::kvm::{Kvm, MmuHeld, MmuLocked, MmuWrite};
 use crate::stats::Counter;

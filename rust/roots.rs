@@ -16,8 +16,6 @@
 //! - A zapped root is freed after an RCU grace period, as lockless walkers
 //!   (fast page faults) may still be on it.
 
-#![deny(unsafe_code)]
-
 use kernel::sync::rcu;
 
 use crate::kvm::{Kvm, ListedRoot, MmuHeld, MmuWrite, RootRef, RootTypes, Sp, Vcpu};

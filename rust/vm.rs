@@ -3,8 +3,6 @@
 //! Making and dropping a VM's [`VmState`], for the `init` and `uninit`
 //! entries (which store and take it, `crate::entries`).
 
-#![deny(unsafe_code)]
-
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::prelude::*;

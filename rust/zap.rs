@@ -8,8 +8,6 @@
 //! before it yields the lock). Zapping in an invalid root needs no flush:
 //! no vCPU enters the guest on an invalid root.
 
-#![deny(unsafe_code)]
-
 use crate::changes::{self, LeafZaps};
 use crate::kvm::{
     max_gfn_exclusive, GfnRange, Kvm, MmuHeld, MmuRead, MmuWrite, NoGuestEntry, RootTypes,

@@ -123,6 +123,10 @@ else
 	record "not ok" "host rustfmt" "not formatted: $(echo "$fmt_out" | sort -u | tr '\n' ' ')"
 fi
 
+log "host: unsafe code only in rust/kvm/ and rust/entries.rs (scripts/unsafe-check.sh)"
+bash "$RTDP_ROOT/scripts/unsafe-check.sh" >>"$RTDP_RESULTS" 2>>"$out/unsafe-check.log" ||
+	grep -q '^not ok unsafe confined' "$RTDP_RESULTS" || record "not ok" "unsafe confined" "see $out/unsafe-check.log"
+
 log "host: script tests"
 bash "$RTDP_ROOT/scripts/test-scripts.sh" >>"$RTDP_RESULTS" 2>"$out/test-scripts.log" ||
 	grep -q '^not ok' "$RTDP_RESULTS" || record "not ok" "script tests" "see $out/test-scripts.log"

@@ -336,4 +336,28 @@ fi
 	fail "T= replays a passing host step with the same inputs, nothing else" \
 		"runs $(cat "$tmp/hs-runs" 2>/dev/null | wc -l), bad $(cat "$tmp/hs-runs-bad" 2>/dev/null | wc -l): $(tr '\n' '|' <"$tmp/hs-results")"
 
+# The unsafe check passes on our rust/ and fails on each way out of it.
+unsafe_case() { # unsafe_case NAME EXPECT(ok|fail) MUTATION-COMMAND
+	local name=$1 want=$2 got
+	rm -rf "$tmp/u"
+	mkdir -p "$tmp/u"
+	cp -a "$here/../rust" "$tmp/u/"
+	(cd "$tmp/u/rust" && eval "$3")
+	got=$(bash "$here/unsafe-check.sh" "$tmp/u/rust")
+	case "$want:$got" in
+	ok:"ok unsafe confined"* | fail:"not ok unsafe confined"*) pass "unsafe check: $name" ;;
+	*) fail "unsafe check: $name" "got: $got" ;;
+	esac
+}
+unsafe_case "the tree as it is passes" ok ':'
+unsafe_case "a logic module without forbid fails" fail \
+	"perl -0pi -e 's/#\[forbid\(unsafe_code\)\]\nmod zap;/mod zap;/' kvm_rtdp.rs"
+unsafe_case "a core module without forbid fails" fail \
+	"perl -0pi -e 's/#\[forbid\(unsafe_code\)\]\npub mod iter;/pub mod iter;/' kvm_rtdp.rs"
+unsafe_case "a new file not declared in the root fails" fail "echo '// x' >helpers.rs"
+unsafe_case "unsafe in the crate root fails" fail \
+	"echo 'fn f() { unsafe { core::hint::unreachable_unchecked() } }' >>kvm_rtdp.rs"
+unsafe_case "the host crate without its forbid lint fails" fail \
+	"sed -i '/^unsafe_code/d' core/Cargo.toml"
+
 exit $failed
