@@ -360,4 +360,40 @@ unsafe_case "unsafe in the crate root fails" fail \
 unsafe_case "the host crate without its forbid lint fails" fail \
 	"sed -i '/^unsafe_code/d' core/Cargo.toml"
 
+# compile-fail.sh reads each case's expected error and refuses malformed cases.
+cf_list() { RTDP_COMPILE_FAIL_SRC="$1" bash "$here/compile-fail.sh" --list 2>&1; }
+cat >"$tmp/cf.rs" <<'CASES'
+#[cfg(any(rtdp_case_good, rtdp_twin_good))]
+fn good() {
+    #[cfg(not(rtdp_twin_good))]
+    misuse(); //~ ERROR E0502 cannot borrow `x`
+}
+#[cfg(any(rtdp_case_no_marker, rtdp_twin_no_marker))]
+fn no_marker() {
+    #[cfg(not(rtdp_twin_no_marker))]
+    misuse();
+}
+#[cfg(any(rtdp_case_two, rtdp_twin_two))]
+fn two() {
+    #[cfg(not(rtdp_twin_two))]
+    a(); //~ ERROR E0308 expected
+    b(); //~ ERROR E0308 expected
+}
+#[cfg(any(rtdp_case_no_twin, rtdp_twin_no_twin))]
+fn no_twin() {
+    misuse(); //~ ERROR E0382 use of moved value
+}
+CASES
+got=$(cf_list "$tmp/cf.rs")
+want='good 4 E0502 cannot borrow `x`
+no_marker 0 BAD 0 //~ ERROR markers
+two 0 BAD 2 //~ ERROR markers
+no_twin 0 BAD no #[cfg(not(rtdp_twin_no_twin))] line'
+[ "$got" = "$want" ] && pass "compile-fail cases: line, code and fragment parsed; malformed ones refused" ||
+	fail "compile-fail cases: line, code and fragment parsed; malformed ones refused" "$(echo "$got" | tr '\n' '|')"
+[ "$(cf_list "$here/../rust/compile_fail.rs" | grep -vc ' BAD ')" -ge 6 ] &&
+	! cf_list "$here/../rust/compile_fail.rs" | grep -q ' BAD ' &&
+	pass "compile-fail cases of rust/compile_fail.rs are well formed" ||
+	fail "compile-fail cases of rust/compile_fail.rs are well formed" "$(cf_list "$here/../rust/compile_fail.rs" | tr '\n' '|')"
+
 exit $failed
