@@ -220,6 +220,7 @@ pub(crate) struct Busy;
 /// still holds the value the walk read. On [`Busy`] the walk holds the
 /// current value.
 pub(crate) fn set_shared(lock: &MmuRead<'_>, walk: &mut Walk<'_>, new: Spte) -> Result<(), Busy> {
+    walk.assert_locked_by(lock);
     let mut old = walk.old_spte();
     let result = set_shared_at(lock, walk.sptep(), walk.gfn(), &mut old, new);
     if result.is_err() {

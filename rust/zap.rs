@@ -208,6 +208,10 @@ pub(crate) fn zap_all(lock: &mut MmuWrite<'_>, gone: &NoGuestEntry<'_>) {
 /// (`crate::pages`). Returns whether it was zapped: not if its SPTE no
 /// longer links it (zapped, replaced, or frozen meanwhile).
 pub(crate) fn zap_possible_nx_huge_page(kvm: &Kvm, lock: &MmuRead<'_>, sp: Sp<'_>) -> bool {
+    assert!(
+        core::ptr::eq(lock.kvm(), kvm),
+        "kvm_rtdp: NX recovery of one VM under another VM's mmu_lock"
+    );
     if kernel::warn_on!(!sp.is_tdp_mmu_page()) {
         return false;
     }

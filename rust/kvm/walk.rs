@@ -237,6 +237,7 @@ impl<'a> Walk<'a> {
     /// `tdp_mmu_iter_set_spte()` does.
     #[inline]
     pub(crate) fn write(&mut self, lock: &MmuWrite<'_>, new: Spte) -> Replaced {
+        self.assert_locked_by(lock);
         let replaced = self.cursor.sptep().write(lock, self.cursor.old_spte(), new);
         // INVARIANT: the value the SPTE held until this store.
         self.cursor.iter.set_old_spte(replaced.old());
@@ -254,6 +255,17 @@ impl<'a> Walk<'a> {
     ) -> RcuWalk<'s> {
         let section = self.guard.as_ref().expect("a walk holds its RCU section");
         RcuWalk::new(self.kvm, section, child, min_level, start, end)
+    }
+
+    /// Stop unless `lock` is the walk's VM's `mmu_lock`: another VM's lock
+    /// excludes nobody from these tables (as `LockedBy::access` checks its
+    /// owner).
+    #[inline]
+    pub(crate) fn assert_locked_by(&self, lock: &impl MmuHeld) {
+        assert!(
+            core::ptr::eq(lock.kvm(), self.kvm),
+            "kvm_rtdp: a walk of one VM given another VM's mmu_lock"
+        );
     }
 
     /// Whether the walk should give up `mmu_lock` and the CPU: somebody
