@@ -77,39 +77,50 @@ source "$RTDP_ROOT/scripts/host-steps.sh"
 bash "$RTDP_ROOT/scripts/deps.sh" || fatal deps "dependencies could not be installed"
 
 # --- host
-# record_cargo LOG NAME-PREFIX: one result per test case of a `cargo test
-# -- --format=pretty` log; none at all is a failure.
+# record_cargo LOG NAME-PREFIX STATUS: one result per test case of a `cargo
+# test -- --format=pretty` log, and one for the run as a whole, judged by
+# cargo's exit STATUS and its `test result: ok.` lines: a harness that
+# aborts after N tests (a panic outside a test, a killed process) has
+# printed N passes but is a failure. No test at all is a failure too.
 record_cargo() {
-	local n
-	n=$(grep -cE '^test .* \.\.\. ' "$1" || true)
+	local n log=$1 name=$2 status=$3 bad
+	n=$(grep -cE '^test .* \.\.\. ' "$log" || true)
 	if [ "$n" -eq 0 ]; then
-		record "not ok" "$2" "no test ran; log: $1"
+		record "not ok" "$name" "no test ran (cargo exit $status); log: $log"
 		return
 	fi
-	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\2 \1/p' "$1" |
-		while read -r st name; do
+	sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\2 \1/p' "$log" |
+		while read -r st t; do
 			case $st in
-			ok) record ok "$2 $name" ;;
-			ignored) record skip "$2 $name" "ignored" ;;
-			*) record "not ok" "$2 $name" ;;
+			ok) record ok "$name $t" ;;
+			ignored) record skip "$name $t" "ignored" ;;
+			*) record "not ok" "$name $t" ;;
 			esac
 		done
+	bad=$(cargo_verdict "$log" "$status")
+	if [ -z "$bad" ]; then
+		record ok "$name: cargo exit 0, every harness ok"
+	else
+		record "not ok" "$name: cargo" "$bad; log: $log"
+	fi
 }
 
 cargo_tests() {
+	local st=0
 	log "host: cargo test (rust/core)"
 	CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target" cargo test --quiet \
-		--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1 || true
-	record_cargo "$out/cargo.log" host
+		--manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" -- --format=pretty >"$out/cargo.log" 2>&1 || st=$?
+	record_cargo "$out/cargo.log" host "$st"
 }
 # Loom explores every interleaving of the lock-free models (release build:
 # the debug one takes minutes); the crate is fetched from crates.io once.
 loom_tests() {
+	local st=0
 	log "host: loom models (rust/core, --cfg loom)"
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$RTDP_CACHE/cargo-target-loom" cargo test --release \
 		--quiet --manifest-path "$RTDP_ROOT/rust/core/Cargo.toml" loom_tests -- --format=pretty \
-		>"$out/loom.log" 2>&1 || true
-	record_cargo "$out/loom.log" "host loom"
+		>"$out/loom.log" 2>&1 || st=$?
+	record_cargo "$out/loom.log" "host loom" "$st"
 }
 core_key=$(inputs_key "$RTDP_ROOT/rust/core")
 host_step cargo "$core_key" cargo_tests

@@ -41,3 +41,19 @@ report_ktap() {
 			printf "%d passed, %d failed, %d skipped\n", passed, failed, skipped
 		}' "$RTDP_RESULTS"
 }
+
+# cargo_verdict LOG STATUS: empty when a `cargo test` run passed as a
+# whole, else why not: its exit status, a harness that started ("running N
+# tests") without its "test result: ok." line (aborted after some passes),
+# or a failed harness.
+cargo_verdict() {
+	local log=$1 status=$2 started ended failed
+	started=$(grep -cE '^running [0-9]+ tests?$' "$log" || true)
+	ended=$(grep -cE '^test result: ok\.' "$log" || true)
+	failed=$(grep -cE '^test result: FAILED' "$log" || true)
+	if [ "$status" != 0 ]; then
+		echo "cargo exit $status ($started harnesses started, $ended ok, $failed failed)"
+	elif [ "$started" -eq 0 ] || [ "$ended" -ne "$started" ] || [ "$failed" -ne 0 ]; then
+		echo "$started harnesses started, $ended ended ok, $failed failed"
+	fi
+}

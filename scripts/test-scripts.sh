@@ -396,4 +396,20 @@ no_twin 0 BAD no #[cfg(not(rtdp_twin_no_twin))] line'
 	pass "compile-fail cases of rust/compile_fail.rs are well formed" ||
 	fail "compile-fail cases of rust/compile_fail.rs are well formed" "$(cf_list "$here/../rust/compile_fail.rs" | tr '\n' '|')"
 
+# A cargo run is judged by its exit status and every harness's result line.
+(
+	# shellcheck source=report.sh
+	source "$here/report.sh"
+	printf 'running 2 tests\ntest a ... ok\ntest b ... ok\n\ntest result: ok. 2 passed; 0 failed\n' >"$tmp/c-ok"
+	printf 'running 3 tests\ntest a ... ok\ntest b ... ok\nerror: test failed, to rerun pass `--lib`\n' >"$tmp/c-abort"
+	printf 'running 1 test\ntest a ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed\n' >"$tmp/c-fail"
+	[ -z "$(cargo_verdict "$tmp/c-ok" 0)" ] &&
+		[ -n "$(cargo_verdict "$tmp/c-ok" 101)" ] &&
+		[ -n "$(cargo_verdict "$tmp/c-abort" 0)" ] &&
+		[ -n "$(cargo_verdict "$tmp/c-abort" 101)" ] &&
+		[ -n "$(cargo_verdict "$tmp/c-fail" 0)" ] &&
+		[ -n "$(cargo_verdict /dev/null 0)" ]
+) && pass "cargo runs: exit status, aborted and failed harnesses fail" ||
+	fail "cargo runs: exit status, aborted and failed harnesses fail" "cargo_verdict let one through"
+
 exit $failed
