@@ -131,6 +131,7 @@ pub fn freeze_removed(cell: &AtomicU64, mut relax: impl FnMut()) -> Spte {
 mod tests {
     use super::*;
     use crate::spte::{MMU_PRESENT, NONPRESENT};
+    use core::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::thread;
     use std::vec::Vec;
@@ -226,36 +227,73 @@ mod tests {
     /// remover takes the entry from under them. Every increment is made by
     /// exactly one freezer (no update lost, none done twice), and the
     /// remover gets the value of a finished freeze, never FROZEN.
+    /// Ten rounds: one round misses a lost update now and then (2 runs in
+    /// 40, with the removal's exchange made a load and a store).
     #[test]
     fn racing_freezers_and_a_remover() {
+        for _ in 0..10 {
+            race_freezers_and_a_remover();
+        }
+    }
+
+    fn race_freezers_and_a_remover() {
         const THREADS: u64 = 4;
-        const PER_THREAD: u64 = 2000;
+        // The remover goes in once this many changes were made, while the
+        // freezers go on: they stop only when they see the entry removed.
+        const BEFORE_REMOVAL: u64 = 1000;
         let cell = Arc::new(AtomicU64::new(MMU_PRESENT));
+        let done = Arc::new(AtomicU64::new(0));
+        let removed = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..THREADS)
             .map(|_| {
-                let cell = cell.clone();
+                let (cell, done, removed) = (cell.clone(), done.clone(), removed.clone());
                 thread::spawn(move || {
-                    let mut done = 0;
-                    while done < PER_THREAD {
+                    let mut after_removal = 0u64;
+                    loop {
+                        // Once the removal is seen, one last try, which
+                        // must fail: nothing changes a removed entry.
+                        let gone = removed.load(Ordering::Acquire);
                         let old = Spte(cell.load(Ordering::Acquire));
-                        if old.is_frozen() {
+                        if !old.is_frozen() {
+                            if let Ok(frozen) = freeze(&cell, old) {
+                                let next = Spte(frozen.old().0 + (1 << 12));
+                                frozen.finish(next);
+                                done.fetch_add(1, Ordering::AcqRel);
+                                after_removal += u64::from(gone);
+                            }
+                        } else if !gone {
                             thread::yield_now();
-                            continue;
                         }
-                        if let Ok(frozen) = freeze(&cell, old) {
-                            let next = Spte(frozen.old().0 + (1 << 12));
-                            frozen.finish(next);
-                            done += 1;
+                        if gone {
+                            return after_removal;
                         }
                     }
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap();
+        // (A freezer that panicked must not leave this waiting forever.)
+        while done.load(Ordering::Acquire) < BEFORE_REMOVAL
+            && !workers.iter().any(|w| w.is_finished())
+        {
+            thread::yield_now();
         }
-        let last = freeze_removed(&cell, thread::yield_now);
-        assert_eq!(last.0, MMU_PRESENT + ((THREADS * PER_THREAD) << 12));
+        // A freezer holds the entry for a few instructions: a removal that
+        // waits a million yields found a frozen entry that nobody holds.
+        let mut waits = 0u32;
+        let last = freeze_removed(&cell, || {
+            waits += 1;
+            assert!(waits < 1_000_000, "removal waits on an entry nobody froze");
+            thread::yield_now();
+        });
+        removed.store(true, Ordering::Release);
+        let late: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        let total = done.load(Ordering::Acquire);
+        // Every change the freezers made came before the removal, which
+        // took the last of them; none after.
+        assert!(total >= BEFORE_REMOVAL);
+        assert_eq!(late, 0);
+        assert_eq!(last.0, MMU_PRESENT + (total << 12));
+        assert_eq!(cell.load(Ordering::Acquire), FROZEN);
         // Once removed, the entry can no longer be frozen by anybody.
         assert!(freeze(&cell, last).is_err());
     }
