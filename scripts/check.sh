@@ -63,6 +63,13 @@ fatal() { # fatal NAME DETAIL: record a failure that stops the run
 	finish
 }
 
+# The plan in the grammar the guest takes (scripts/plan.sh), before anything
+# is built: a bad line would stop the guest after the kernels.
+# shellcheck source=plan.sh
+if ! bad=$(source "$RTDP_ROOT/scripts/plan.sh" && plan_check "$RTDP_ROOT/selftests/vm-tests.list"); then
+	fatal "test plan well formed" "$(echo "$bad" | tr '\n' ';')"
+fi
+
 # `make check T="name ..."`: only those plan entries, in the check-mode guest.
 want_tests=${RTDP_TESTS:-}
 if [ -n "$want_tests" ]; then

@@ -39,8 +39,11 @@ rtdp_plan() {
 		awk -v t="$t" '$1 == t { found = 1 } END { exit !found }' "$plan" ||
 			die "T=$t: no such entry in selftests/vm-tests.list"
 	done
+	# The entries, and the plan's declarations (@retry-on, @may-skip) of them.
 	# shellcheck disable=SC2086
-	awk -v want=" $(echo $RTDP_TESTS) " '!/^[[:space:]]*(#|$)/ && index(want, " " $1 " ")' "$plan"
+	awk -v want=" $(echo $RTDP_TESTS) " '
+		/^@/ { if (index(want, " " $2 " ")) print; next }
+		!/^[[:space:]]*(#|$)/ && index(want, " " $1 " ")' "$plan"
 }
 
 log() { printf '[rtdp] %s\n' "$*" >&2; }

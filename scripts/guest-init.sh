@@ -31,6 +31,8 @@ mkdir -p /tmp/log
 
 exec 3>/dev/ttyS1
 say() { echo "$*" >&3; }
+# The plan's grammar and the verdict rules (scripts/plan.sh).
+. /lib/plan.sh
 failed=0
 result() { # result ok|not ok|skip name [detail]
 	case "$1" in "not ok") failed=1 ;; esac
@@ -176,47 +178,60 @@ load_rtdp() {
 
 : >/tmp/columns
 : >/tmp/retried
+: >/tmp/firstruns
 run_once() { # run_once timeout log cmd...: the exit status, 137 at timeout
 	t=$1 log=$2
 	shift 2
 	bin=$1
 	shift
 	# A test knows its column (selftests/rtdp_util.h, rtdp_rust_column()).
-	(cd /tests && RTDP_COLUMN=$col timeout -s KILL "$t" "./$bin" "$@") >"$log" 2>&1
+	# Its stdin is not the plan the caller reads.
+	(cd /tests && RTDP_COLUMN=$col timeout -s KILL "$t" "./$bin" "$@") >"$log" 2>&1 </dev/null
 }
 
-# A test whose plan columns end in "+retry" gets one more run when it fails;
-# that second run decides, and both are reported. Only tests with a failure
-# on the C TDP MMU under QEMU TCG on record carry it (see the plan). A
-# failure that reproduces still fails.
-run_test() { # run_test column name retry timeout cmd...
-	col=$1 name=$2 retry=$3 t=$4
-	shift 4
+# The verdict rules are plan.sh's: a "+retry" entry's failed first run gets
+# a second run, which decides, when retry_reason allows it (both runs are
+# reported, with the reason); a skip of a "rust" entry fails unless the plan
+# declares it (skip_reason).
+run_test() { # run_test column kind name retry timeout cmd...
+	col=$1 kind=$2 name=$3 retry=$4 t=$5
+	shift 5
 	start=$(cut -d. -f1 /proc/uptime)
 	log=/tmp/log/$col.${name##*/}.log
 	t=$((t * tscale))
 	run_once "$t" "$log" "$@"
 	rc=$?
+	echo "$name $col $rc" >>/tmp/firstruns
 	first=
 	if [ "$retry" = 1 ] && [ $rc -ne 0 ] && [ $rc -ne 4 ]; then
 		secs=$(($(cut -d. -f1 /proc/uptime) - start))
 		first="run 1: exit $rc after ${secs}s"
 		[ $rc -eq 137 ] && first="run 1: TIMEOUT after ${t}s"
-		say "# $col/$name failed its first run ($first); its last lines:"
-		tail -n 25 "$log" | sed 's/^/# | /' >&3
-		echo "$col/$name" >>/tmp/retried
-		start=$(cut -d. -f1 /proc/uptime)
-		run_once "$t" "$log" "$@"
-		rc=$?
-		first="$first; run 2: "
+		if why=$(retry_reason /tests/plan /tmp/firstruns "$col" "$name" $rc "$log"); then
+			say "# $col/$name failed its first run ($first); retried: $why; its last lines:"
+			tail -n 25 "$log" | sed 's/^/# | /' >&3
+			echo "$col/$name ($why)" >>/tmp/retried
+			start=$(cut -d. -f1 /proc/uptime)
+			run_once "$t" "$log" "$@"
+			rc=$?
+			first="$first; retried ($why); run 2: "
+		else
+			first="$first; not retried (C's first run passed, and it is not the symptom the plan names); "
+		fi
 	fi
 	secs=$(($(cut -d. -f1 /proc/uptime) - start))
+	skipped="SKIP $(grep -m1 -i skip "$log")"
 	case $rc in
 	0) st=ok; result ok "$col/$name" "$first${first:+ok after }${secs}s" ;;
-	4) st=skip; result skip "$col/$name" "${first}SKIP $(grep -m1 -i skip "$log")" ;;
+	4) if [ "$kind" = both ] || why=$(skip_reason /tests/plan "$name" "$log"); then
+		st=skip; result skip "$col/$name" "$first$skipped${why:+ ($why)}"
+	   else
+		st=fail; result "not ok" "$col/$name" "$first$skipped: a rust entry the plan does not let skip so"
+	   fi ;;
 	137) st=fail; result "not ok" "$col/$name" "${first}TIMEOUT after ${t}s" ;;
 	*) st=fail; result "not ok" "$col/$name" "${first}exit $rc after ${secs}s" ;;
 	esac
+	why=
 	[ -n "$first" ] && st=$st-on-retry
 	echo "$name $col $st ${secs}s" >>/tmp/columns
 	# Numbers a test reports for the README, passing or not.
@@ -229,24 +244,16 @@ run_test() { # run_test column name retry timeout cmd...
 # An entry whose columns end in "@perf" runs only on the perf kernel: in
 # the perf guest of a full make check (mode perf), or in a check-mode guest
 # on the perf kernel (make check T=...); the debug guest skips it.
+which=all
 run_column() { # run_column c|rust [perf]: every entry, or only @perf ones
-	while read -r name cols t cmd; do
-		case "$name" in "" | \#*) continue ;; esac
-		perf=0
-		case "$cols" in *@perf) perf=1 cols=${cols%@perf} ;; esac
-		if [ "$2" = perf ] && [ $perf = 0 ]; then
-			continue
-		fi
-		if [ $perf = 1 ] && [ $debug = 1 ]; then
-			[ "$1" = c ] && say "# $name: perf kernel only (its perf guest runs it)"
-			continue
-		fi
-		retry=0
-		case "$cols" in *+retry) retry=1 cols=${cols%+retry} ;; esac
-		[ "$cols" = both ] || [ "$1" = rust ] || continue
+	which=${2:-all}
+	[ $debug = 1 ] && [ "$1" = c ] &&
+		awk '!/^[[:space:]]*(#|$|@)/ && $2 ~ /@perf/ { print "# " $1 ": perf kernel only (its perf guest runs it)" }' /tests/plan >&3
+	plan_select /tests/plan "$1" "$which" $debug >/tmp/selected.$1
+	while read -r name kind retry t cmd; do
 		# shellcheck disable=SC2086
-		run_test "$1" "$name" $retry "$t" $cmd
-	done </tests/plan
+		run_test "$1" "$kind" "$name" "$retry" "$t" $cmd
+	done </tmp/selected.$1
 }
 
 # The two columns side by side, and whether every test that passed on C
@@ -263,8 +270,15 @@ compare_columns() {
 				printf "# %-33s %-16s %s\n", t, c, r
 			}
 		}' /tmp/columns >&3
-	lost=$(awk '$2 == "c" && $3 ~ /^ok/ { c[$1] = 1 } $2 == "rust" && $3 ~ /^ok/ { r[$1] = 1 }
-		END { for (t in c) if (!(t in r)) printf "%s ", t }' /tmp/columns)
+	for col in c rust; do
+		missing=$(column_missing /tests/plan /tmp/columns $col "$which" $debug)
+		if [ -z "$missing" ]; then
+			result ok "$col column: one result per entry"
+		else
+			result "not ok" "$col column: one result per entry" "results (count) of: $missing"
+		fi
+	done
+	lost=$(columns_lost /tmp/columns)
 	if [ -z "$lost" ]; then
 		result ok "every test passing on C passes on Rust"
 	else
@@ -274,6 +288,20 @@ compare_columns() {
 		say "# second runs (each after a failed first run): $(tr '\n' ' ' </tmp/retried)"
 	fi
 }
+
+# A plan that is not what plan.sh takes runs nothing: each bad line is
+# reported (make check also checks it on the host before it boots).
+case "$mode" in
+check | perf)
+	if bad=$(plan_check /tests/plan); then
+		result ok "test plan well formed"
+	else
+		result "not ok" "test plan well formed" "see below"
+		echo "$bad" | sed 's/^/# /' >&3
+		finish
+	fi
+	;;
+esac
 
 case "$mode" in
 run | perf)
@@ -287,7 +315,7 @@ run | perf)
 	if [ $# -ge 4 ]; then
 		name=$1 t=$3
 		shift 3
-		run_test rust "$name" 0 "$t" "$@"
+		run_test rust both "$name" 0 "$t" "$@"
 	else
 		result "not ok" rtdp_smoke "no rtdp_smoke entry in /tests/plan"
 	fi

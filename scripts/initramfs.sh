@@ -20,6 +20,7 @@ mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,lib/modules,tests}
 cp /bin/busybox "$root/bin/busybox"
 cp "$RTDP_ROOT/scripts/guest-init.sh" "$root/init"
 cp "$RTDP_ROOT/scripts/kunit-results.awk" "$root/lib/"
+cp "$RTDP_ROOT/scripts/plan.sh" "$root/lib/plan.sh"
 chmod 755 "$root/init"
 
 for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
@@ -44,7 +45,7 @@ gcc -static -O2 -o "$root/bin/rtdp_mark" "$RTDP_ROOT/scripts/profile/mark.c" ||
 # The program of each entry (of the test plan and of the benchmark), and any
 # argument naming a built selftest (a wrapper script's upstream binary).
 {
-	awk '!/^[[:space:]]*(#|$)/ { print $4; for (i = 5; i <= NF; i++) print "?" $i }' "$plan"
+	awk '!/^[[:space:]]*(#|$|@)/ { print $4; for (i = 5; i <= NF; i++) print "?" $i }' "$plan"
 	awk '!/^[[:space:]]*(#|$)/ { print $3 }' "$bench"
 	awk '!/^[[:space:]]*(#|$)/ { print $5 }' "$profile"
 } | sort -u | while read -r bin; do

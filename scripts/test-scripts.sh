@@ -412,4 +412,81 @@ no_twin 0 BAD no #[cfg(not(rtdp_twin_no_twin))] line'
 ) && pass "cargo runs: exit status, aborted and failed harnesses fail" ||
 	fail "cargo runs: exit status, aborted and failed harnesses fail" "cargo_verdict let one through"
 
+# The guest's verdict rules (plan.sh), each run as the guest runs them:
+# sourced by busybox sh. g CASE-SCRIPT: run it there, with $P a toy plan.
+gsh=sh
+command -v busybox >/dev/null && gsh="busybox sh"
+cat >"$tmp/plan" <<'PLAN'
+# comment
+a_test    both        60  a -x
+b_test    both@perf   60  b
+c_test    rust        60  c
+d_test    both+retry  60  d
+e_test    rust+retry  60  e
+@retry-on e_test 254 get_ucall(vcpu, NULL) == UCALL_SYNC
+f_test    both@perf+retry 60 f
+@may-skip c_test no fault injection here
+PLAN
+g() { P=$tmp/plan T=$tmp $gsh -c ". '$here/plan.sh'; $1" 2>&1; }
+verdict() { # verdict NAME WANT GOT
+	if [ "$3" = "$2" ]; then pass "guest verdict rules: $1"; else fail "guest verdict rules: $1" "want [$2], got [$3]"; fi
+}
+verdict "a well-formed plan passes plan_check" "0" "$(g 'plan_check $P; echo $?')"
+bad_plans=(
+	'x both+retry@perf 60 x'	'columns "both+retry@perf"'
+	'x rsut 60 x'			'columns "rsut"'
+	'x both@perf@perf 60 x'		'columns "both@perf@perf"'
+	'x c 60 x'			'columns "c"'
+	'x both 0 x'			'timeout "0"'
+	'x both 1m x'			'timeout "1m"'
+	'x both 60'			'an entry is NAME COLUMNS TIMEOUT COMMAND'
+	'a_test rust 60 x'		'entry a_test again'
+	'@retry-on nobody 254 text'	'@retry-on of no entry nobody'
+	'@retry-on a_test 254 text'	'@retry-on of a_test, an entry without +retry'
+	'@retry-on d_test 4 text'	'EXIT is a failing exit status'
+	'@retry-on d_test 254'		'@retry-on needs NAME EXIT TEXT'
+	'@may-skip a_test text'		'@may-skip of a_test, not a rust entry'
+	'@may-skip nobody text'		'@may-skip of no entry nobody'
+	'@maybe a_test'			'unknown declaration'
+	'x rust+retry 60 x'		'x: a rust entry with +retry needs a @retry-on'
+)
+missed=
+for ((i = 0; i < ${#bad_plans[@]}; i += 2)); do
+	{ cat "$tmp/plan"; echo "${bad_plans[i]}"; } >"$tmp/bad"
+	out=$(P=$tmp/bad $gsh -c ". '$here/plan.sh'; plan_check \$P" 2>&1) && missed="$missed[${bad_plans[i]}: passed] "
+	case "$out" in *"${bad_plans[i + 1]}"*) ;; *) missed="$missed[${bad_plans[i]}: $out] " ;; esac
+done
+verdict "plan_check refuses each malformed line, saying why ($((${#bad_plans[@]} / 2)) cases)" "" "$missed"
+verdict "the real plan is well formed" "" "$(P=$here/../selftests/vm-tests.list $gsh -c ". '$here/plan.sh'; plan_check \$P" 2>&1)"
+verdict "debug C column: both entries but @perf, with their retry flag" \
+	"a_test both 0 60 a -x|d_test both 1 60 d" "$(g 'plan_select $P c all 1' | tr '\n' '|' | sed 's/|$//')"
+verdict "perf Rust column: the @perf entries of both kinds" \
+	"b_test both 0 60 b|f_test both 1 60 f" "$(g 'plan_select $P rust perf 0' | tr '\n' '|' | sed 's/|$//')"
+verdict "perf kernel, make check T=: every entry" "6" "$(g 'plan_select $P rust all 0 | wc -l' | tr -d ' ')"
+# Retries: in the C column for a +retry entry; in the Rust column only
+# after C's first run failed, or for the symptom the plan names.
+printf 'x\n  get_ucall(vcpu, NULL) == UCALL_SYNC\n' >"$tmp/sym.log"
+printf 'x\nsomething else\n' >"$tmp/other.log"
+printf 'd_test c 254\ne_test c 0\n' >"$tmp/first"
+verdict "retry: a C-column failure" "0" "$(g 'retry_reason $P $T/first c d_test 1 $T/other.log >/dev/null; echo $?')"
+verdict "retry: Rust after C's first run failed" "C's first run failed too (exit 254)" \
+	"$(g 'retry_reason $P $T/first rust d_test 1 $T/other.log')"
+printf 'd_test c 0\n' >"$tmp/first-ok"
+verdict "no retry: a Rust-only failure" "1" "$(g 'retry_reason $P $T/first-ok rust d_test 254 $T/sym.log; echo $?')"
+verdict "no retry: Rust, C skipped" "1" "$(printf 'd_test c 4\n' >"$tmp/first-skip"; g 'retry_reason $P $T/first-skip rust d_test 254 $T/sym.log; echo $?')"
+verdict "retry: Rust, the named symptom" "0" "$(g 'retry_reason $P $T/first rust e_test 254 $T/sym.log >/dev/null; echo $?')"
+verdict "no retry: Rust, the named text with another exit" "1" "$(g 'retry_reason $P $T/first rust e_test 1 $T/sym.log; echo $?')"
+verdict "no retry: Rust, the named exit with other text" "1" "$(g 'retry_reason $P $T/first rust e_test 254 $T/other.log; echo $?')"
+# Skips of rust entries: only as declared.
+printf '1..0 # SKIP - no fault injection here\n' >"$tmp/skip.log"
+verdict "skip: declared, and its text in the log" "0" "$(g 'skip_reason $P c_test $T/skip.log >/dev/null; echo $?')"
+verdict "skip: declared, another message" "1" "$(g 'skip_reason $P c_test $T/other.log; echo $?')"
+verdict "skip: not declared" "1" "$(g 'skip_reason $P e_test $T/skip.log; echo $?')"
+# One result per entry, per column; what passed on C passes on Rust.
+printf 'a_test c ok 1s\nd_test c ok-on-retry 2s\na_test rust ok 1s\nc_test rust ok 1s\nd_test rust fail 1s\nd_test rust ok 1s\n' >"$tmp/cols"
+verdict "each column: the complete one passes" "" "$(g 'column_missing $P $T/cols c all 1')"
+verdict "each column: a missing result and a double one" "d_test(2) e_test(0) " "$(g 'column_missing $P $T/cols rust all 1')"
+printf 'a_test c ok 1s\nd_test c ok-on-retry 2s\nb_test c skip 1s\na_test rust fail 1s\nd_test rust ok 1s\nb_test rust fail 1s\n' >"$tmp/lost"
+verdict "every test passing on C passes on Rust" "a_test " "$(g 'columns_lost $T/lost')"
+
 exit $failed

@@ -24,7 +24,7 @@ RTDP_VM_CPUS=${RTDP_VM_CPUS:-2}
 RTDP_VM_TSCALE=${RTDP_VM_TSCALE:-1}
 # Whole-VM limit: the per-test timeouts of the plan, per column, plus boot
 # and slack.
-limit=$(awk -v s="$RTDP_VM_TSCALE" '!/^[[:space:]]*(#|$)/ { t += $3 * ($2 ~ /^both/ ? 2 : 1) }
+limit=$(awk -v s="$RTDP_VM_TSCALE" '!/^[[:space:]]*(#|$|@)/ { t += $3 * ($2 ~ /^both/ ? 2 : 1) }
 	END { print t * s + 180 * s }' <(rtdp_plan))
 # Capped at RTDP_VM_MAX (default 1 h; the debug guest ran the plan
 # in 795 s), so that a hung guest ends well inside CI's 90 minutes.
