@@ -346,7 +346,9 @@ int main(int argc, char *argv[])
 			fail_every = atoi_positive("fail_every", optarg);
 			break;
 		default:
-			exit(KSFT_SKIP);
+			fprintf(stderr, "usage: %s [-r rounds] [-b busy_every] [-f fail_every]\n",
+				argv[0]);
+			exit(1);
 		}
 	}
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
