@@ -219,10 +219,17 @@ static int swx_leaves_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(swx_leaves);
 
+/*
+ * A leaf of the table that a check found equal to a mirrored leaf; cleared
+ * before the check drops mmu_lock.  A gfn mirrored twice (two roots, two
+ * address spaces) matches once: the table has one leaf for it.
+ */
+#define SWX_MATCHED XA_MARK_1
+
 struct swx_check {
 	struct kvm_tdp_mmu_leaf_walk walk;
 	struct swx_vm *vm;
-	/* Mirrored leaves equal to the table's, and the rest. */
+	/* Leaves of the table a mirrored leaf matched, and mirrored leaves that differ. */
 	unsigned long matched, differences, frozen;
 };
 
@@ -242,7 +249,10 @@ static int swx_check_leaf(struct kvm_tdp_mmu_leaf_walk *walk, int as_id, gfn_t g
 		return 0;
 	leaf = xa_load(&c->vm->leaves, gfn);
 	if (level == PG_LEVEL_4K && leaf && !((leaf->spte ^ spte) & ~SWX_AD)) {
-		c->matched++;
+		if (!xa_get_mark(&c->vm->leaves, gfn, SWX_MATCHED)) {
+			xa_set_mark(&c->vm->leaves, gfn, SWX_MATCHED);
+			c->matched++;
+		}
 		return 0;
 	}
 	c->differences++;
@@ -266,10 +276,18 @@ static void swx_check_vm(struct seq_file *m, struct swx_vm *vm)
 	kvm_tdp_mmu_walk_leaves(vm->kvm, &c.walk);
 	xa_for_each(&vm->leaves, gfn, leaf)
 		external++;
+	xa_for_each_marked(&vm->leaves, gfn, leaf, SWX_MATCHED)
+		xa_clear_mark(&vm->leaves, gfn, SWX_MATCHED);
 	write_unlock(&vm->kvm->mmu_lock);
 
-	/* Leaves of the table that no mirrored leaf matched. */
-	c.differences += external - c.matched;
+	/*
+	 * Leaves of the table that no mirrored leaf matched: each leaf is
+	 * matched at most once, so this cannot wrap and cancel differences.
+	 */
+	if (WARN_ON_ONCE(c.matched > external))
+		c.differences += c.matched;
+	else
+		c.differences += external - c.matched;
 	atomic64_inc(&stat_checks);
 	atomic64_add(c.differences + c.frozen, &stat_check_differences);
 	seq_printf(m, "vm %s leaves %lu differences %lu frozen %lu\n", vm->kvm->stats_id,
