@@ -85,7 +85,20 @@ static struct slot slots[] = {
 	{ "4k", 10, VM_MEM_SRC_ANONYMOUS, TEST_BASE, 512, 1 },
 	{ "thp", 11, VM_MEM_SRC_ANONYMOUS_THP, TEST_BASE + (16ULL << 20), 2048, 1 },
 	{ "hugetlb", 12, VM_MEM_SRC_ANONYMOUS_HUGETLB, TEST_BASE + (32ULL << 20), 2048, 512 },
+	/* Backed by a memfd: holes can be punched in them. */
+	{ "shmem", 13, VM_MEM_SRC_SHMEM, TEST_BASE + (48ULL << 20), 512, 1 },
+	{ "shared-hugetlb", 14, VM_MEM_SRC_SHARED_HUGETLB, TEST_BASE + (64ULL << 20), 1024, 512 },
 };
+
+static bool is_hugetlb(const struct slot *s)
+{
+	return s->src == VM_MEM_SRC_ANONYMOUS_HUGETLB || s->src == VM_MEM_SRC_SHARED_HUGETLB;
+}
+
+static bool is_shared(const struct slot *s)
+{
+	return s->src == VM_MEM_SRC_SHMEM || s->src == VM_MEM_SRC_SHARED_HUGETLB;
+}
 
 #define NR_SLOTS ARRAY_SIZE(slots)
 
@@ -164,16 +177,16 @@ struct tally {
 
 static const char *const op_names[] = {
 	"access", "dontneed", "mprotect", "log-toggle", "get-log", "clear-log",
-	"move", "recreate", "pre-fault", "age", "nx-recover",
+	"move", "recreate", "pre-fault", "age", "nx-recover", "remap", "mremap", "punch-hole",
 };
 
 enum {
 	OP_ACCESS, OP_DONTNEED, OP_MPROTECT, OP_LOG, OP_GET, OP_CLEAR, OP_MOVE,
-	OP_RECREATE, OP_PREFAULT, OP_AGE, OP_NX_RECOVER, NR_OPS
+	OP_RECREATE, OP_PREFAULT, OP_AGE, OP_NX_RECOVER, OP_REMAP, OP_MREMAP, OP_PUNCH, NR_OPS
 };
 
 /* Relative weights of the operations. */
-static const unsigned int weights[NR_OPS] = { 50, 5, 4, 5, 5, 6, 3, 2, 5, 8, 2 };
+static const unsigned int weights[NR_OPS] = { 50, 5, 4, 5, 5, 6, 3, 2, 5, 8, 2, 4, 3, 4 };
 
 static u64 rng;
 
@@ -681,6 +694,55 @@ static void wait_nx_recovered(struct side *sides)
  * One random operation, applied to both VMs in turn (C first); its
  * description in step_text.
  */
+/*
+ * Map @n pages of @s from page @first anew, at the same host address:
+ * anonymous memory gets new (zero) pages, a memfd its pages at the same
+ * offset.  The host's munmap() zaps what the VMs map there.
+ */
+static void map_anew(struct side *sd, struct slot *s, u64 first, u64 n)
+{
+	struct userspace_mem_region *r = memslot2region(sd->vm, s->id);
+	void *hva = host_range(sd, s, first);
+	int flags = MAP_FIXED | (is_shared(s) ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS);
+	off_t off = (char *)hva - (char *)r->mmap_start;
+
+	if (s->src == VM_MEM_SRC_ANONYMOUS_HUGETLB)
+		flags |= MAP_HUGETLB;
+	TEST_ASSERT(!munmap(hva, n * PAGE_SIZE), "munmap: %s", strerror(errno));
+	TEST_ASSERT(mmap(hva, n * PAGE_SIZE, PROT_READ | PROT_WRITE, flags,
+			 is_shared(s) ? r->fd : -1, is_shared(s) ? off : 0) == hva,
+		    "mmap(MAP_FIXED) of %s pages %llu+%llu: %s", s->name,
+		    (unsigned long long)first, (unsigned long long)n, strerror(errno));
+	if (s->src == VM_MEM_SRC_ANONYMOUS_THP)
+		TEST_ASSERT(!madvise(hva, n * PAGE_SIZE, MADV_HUGEPAGE), "MADV_HUGEPAGE");
+}
+
+/*
+ * Move the pages at @from of @s over those at @to with mremap(), and map
+ * new ones at @from: the gfns of @to get other pfns, those of @from none.
+ */
+static void move_pages(struct side *sd, struct slot *s, u64 from, u64 to, u64 n)
+{
+	void *src = host_range(sd, s, from), *dst = host_range(sd, s, to);
+
+	TEST_ASSERT(mremap(src, n * PAGE_SIZE, n * PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   dst) == dst, "mremap of %s pages %llu+%llu to %llu: %s", s->name,
+		    (unsigned long long)from, (unsigned long long)n, (unsigned long long)to,
+		    strerror(errno));
+	/* mremap() left nothing at @from: map_anew()'s munmap() is a no-op there. */
+	map_anew(sd, s, from, n);
+}
+
+static void punch_hole(struct side *sd, struct slot *s, u64 first, u64 n)
+{
+	struct userspace_mem_region *r = memslot2region(sd->vm, s->id);
+	off_t off = (char *)host_range(sd, s, first) - (char *)r->mmap_start;
+
+	TEST_ASSERT(!fallocate(r->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+			       n * PAGE_SIZE), "PUNCH_HOLE in %s pages %llu+%llu: %s", s->name,
+		    (unsigned long long)first, (unsigned long long)n, strerror(errno));
+}
+
 static int one_step(struct side *sides, struct tally *t, bool nx)
 {
 	unsigned int total = 0, pick, op, i;
@@ -825,8 +887,9 @@ static int one_step(struct side *sides, struct tally *t, bool nx)
 		break;
 	}
 	case OP_AGE:
-		if (s->src == VM_MEM_SRC_ANONYMOUS_HUGETLB)
-			s = &slots[rnd_below(2)];	/* hugetlb pages are not on an LRU */
+		/* hugetlb pages are not on an LRU: age THPs instead. */
+		if (is_hugetlb(s))
+			s = &slots[1];
 		pick_range(s, 16, &first, &n);
 		/*
 		 * mlock() of part of a THP splits its mapping: age whole THPs,
@@ -851,6 +914,49 @@ static int one_step(struct side *sides, struct tally *t, bool nx)
 		rtdp_write_file(KVM_PARAMS "nx_huge_pages_recovery_ratio", "1");
 		wait_nx_recovered(sides);
 		rtdp_write_file(KVM_PARAMS "nx_huge_pages_recovery_ratio", "0");
+		break;
+	case OP_REMAP:
+		pick_range(s, 32, &first, &n);
+		snprintf(step_text, sizeof(step_text),
+			 "munmap and mmap(MAP_FIXED) of pages %llu+%llu of %s",
+			 (unsigned long long)first, (unsigned long long)n, s->name);
+		for (i = 0; i < 2; i++)
+			map_anew(&sides[i], s, first, n);
+		break;
+	case OP_MREMAP: {
+		u64 below, above, to;
+
+		if (is_hugetlb(s))
+			s = &slots[rnd_below(2)];	/* 4k or thp */
+		pick_range(s, 16, &first, &n);
+		/*
+		 * Another range of the slot, of the same size, not overlapping:
+		 * one of the @below starts before @first or the @above after it
+		 * (with n at most a quarter of the slot, there is one).
+		 */
+		n = min(n, s->pages / 4);
+		below = first >= n ? first - n + 1 : 0;
+		above = s->pages - n >= first + n ? s->pages - n - (first + n) + 1 : 0;
+		to = rnd_below(below + above);
+		if (to >= below)
+			to = first + n + (to - below);
+		snprintf(step_text, sizeof(step_text),
+			 "mremap of pages %llu+%llu of %s over %llu, new pages at %llu",
+			 (unsigned long long)first, (unsigned long long)n, s->name,
+			 (unsigned long long)to, (unsigned long long)first);
+		for (i = 0; i < 2; i++)
+			move_pages(&sides[i], s, first, to, n);
+		break;
+	}
+	case OP_PUNCH:
+		if (!is_shared(s))
+			s = &slots[3 + rnd_below(2)];	/* shmem or shared-hugetlb */
+		pick_range(s, 32, &first, &n);
+		snprintf(step_text, sizeof(step_text),
+			 "fallocate(PUNCH_HOLE) of pages %llu+%llu of %s",
+			 (unsigned long long)first, (unsigned long long)n, s->name);
+		for (i = 0; i < 2; i++)
+			punch_hole(&sides[i], s, first, n);
 		break;
 	}
 	t->ops[op]++;
@@ -937,7 +1043,8 @@ static void run_seed(u64 seed, unsigned long ops, bool nx)
 	/* The comparison saw what it is there for. */
 	TEST_ASSERT(t.entries && t.huge && t.mmio_sptes && t.pfns && t.aged[0] && t.aged[1] &&
 		    t.wrprot[0] && (eager || t.wrprot[1]) && t.huge_removed &&
-		    (!nx || t.nx_recovered),
+		    (!nx || t.nx_recovered) &&
+		    (ops < 1000 || (t.ops[OP_REMAP] && t.ops[OP_MREMAP] && t.ops[OP_PUNCH])),
 		    "seed %llu: a kind of change the comparison is for never happened",
 		    (unsigned long long)seed);
 	free_side(&sides[0]);
