@@ -140,8 +140,8 @@ static void *vcpu_thread(void *arg)
  * page without a memslot leaves an MMIO SPTE, which neither MMU zaps when
  * the page turns private; once the memslot is back, the access faults on
  * it as reserved, so as shared, and exits as a private/shared mismatch,
- * again and again (KVM_EXIT_MEMORY_FAULT, flags 0, seen here on kvm_rtdp;
- * kvm.ko's TDP MMU skips MMIO SPTEs in that zap as kvm_rtdp does).
+ * again and again (KVM_EXIT_MEMORY_FAULT, flags 0), on both TDP MMUs until
+ * patch 0018 (rtdp_mmio_private_test).
  */
 static void toggle_slot_b(struct kvm_vm *vm)
 {
